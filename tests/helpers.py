@@ -1,0 +1,40 @@
+"""Shared test helpers: relative-error comparison and random attention inputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, name: str = "") -> None:
+    """Asserts ``max|a - e| <= atol + rtol * max|e|``; NaN/Inf in either side fails first."""
+    a = np.asarray(jnp.asarray(actual, dtype=jnp.float64) if hasattr(actual, "dtype") else actual,
+                   dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{name}: shape {a.shape} != expected {e.shape}"
+    assert np.all(np.isfinite(a)), f"{name}: actual has NaN/Inf"
+    assert np.all(np.isfinite(e)), f"{name}: expected has NaN/Inf"
+    scale = float(np.max(np.abs(e))) if e.size else 0.0
+    err = float(np.max(np.abs(a - e))) if e.size else 0.0
+    assert err <= atol + rtol * scale, (
+        f"{name}: max abs error {err:.3e} > atol {atol:.1e} + rtol {rtol:.1e} * scale {scale:.3e}"
+        f" (relative {err / max(scale, 1e-300):.3e})"
+    )
+
+
+def random_qkv(seed: int, *, B: int = 2, T: int = 7, H: int = 3, m: int = 5, d: int = 4,
+               dtype=jnp.float64, scale: float = 1.0):
+    """Random ``q, k: [B, T, H, m]``, ``v: [B, T, H, d]``, and raw positional keys ``[T, H, m]``."""
+    kq, kk, kv, kp = jax.random.split(jax.random.key(seed), 4)
+    q = scale * jax.random.normal(kq, (B, T, H, m), dtype)
+    k = scale * jax.random.normal(kk, (B, T, H, m), dtype)
+    v = jax.random.normal(kv, (B, T, H, d), dtype)
+    pos = scale * jax.random.normal(kp, (T, H, m), dtype)
+    return q, k, v, pos
+
+
+def padding_mask(B: int, T: int, lengths) -> jnp.ndarray:
+    """``[B, T]`` bool mask, True for the first ``lengths[b]`` tokens (right padding)."""
+    lengths = jnp.asarray(lengths)
+    return jnp.arange(T)[None, :] < lengths[:, None]
