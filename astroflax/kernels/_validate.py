@@ -1,0 +1,45 @@
+"""Argument checks shared by the public kernels: clear ``ValueError``s before anything traces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def fail(argument: str, expected: str, got: Any) -> None:
+    """Raises ``ValueError`` naming the argument, what was expected and what came."""
+    raise ValueError(f"{argument}: expected {expected}, got {got}")
+
+
+def shape_of(x: Any) -> tuple[int, ...] | None:
+    """The shape of an array-like (or None for None)."""
+    return None if x is None else tuple(np.shape(x))
+
+
+def check_rank(name: str, x: Any, rank: int, layout: str) -> tuple[int, ...]:
+    """Checks ``x.ndim == rank``; ``layout`` names the axes for the message, e.g. ``[B, T, H, m]``."""
+    shape = shape_of(x)
+    if shape is None or len(shape) != rank:
+        fail(name, f"a rank-{rank} array {layout}", f"shape {shape}")
+    return shape
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` has a value now (not a tracer), so its value can be checked."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Checks a concrete scalar (or array) is finite and > 0 (>= 0 with ``allow_zero``).
+
+    Traced values cannot be inspected and pass unchecked.
+    """
+    if value is None or not is_concrete(value):
+        return
+    arr = np.asarray(value, dtype=np.float64)
+    positive = arr >= 0 if allow_zero else arr > 0
+    if not (np.all(np.isfinite(arr)) and np.all(positive)):
+        got = arr.tolist() if arr.size <= 8 else f"an array with min {arr.min()}"
+        fail(name, "finite values >= 0" if allow_zero else "finite values > 0", got)

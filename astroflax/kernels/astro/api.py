@@ -1,0 +1,184 @@
+"""The batched public API: ``astro_attention`` over ``[batch, seq, heads, dim]`` arrays.
+
+It validates arguments in Python (clear errors before tracing), resolves ``mode="auto"``
+(logged), and calls one jitted function: the per-head mode function lifted over heads and
+batch by :func:`astroflax.kernels._lift.lift_over_batch_and_heads`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from astroflax.kernels._lift import lift_over_batch_and_heads
+from astroflax.kernels._validate import check_positive, check_rank, fail, shape_of
+from astroflax.kernels.astro.chunk import chunk
+from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
+from astroflax.kernels.astro.parallel import parallel
+from astroflax.kernels.astro.recurrent import recurrent
+from astroflax.kernels.feature_maps import FEATURE_MAPS
+
+MODES = ("auto", "parallel", "chunk", "recurrent")
+
+_log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_auto_choice(causal: bool, T: int, chunk_size: int, chosen: str) -> None:
+    # Cached so a training loop logs each (shape, choice) once rather than every step.
+    _log.info("astro_attention mode='auto' -> %r (causal=%s, T=%d, chunk_size=%d)",
+              chosen, causal, T, chunk_size)
+
+
+def resolve_mode(mode: str, *, causal: bool, seq_len: int, chunk_size: int) -> str:
+    """The execution mode ``mode="auto"`` stands for (and a check of explicit ones).
+
+    ``auto``: non-causal -> ``parallel`` (one write, one read); causal with ``T <= chunk_size``
+    -> ``parallel`` (a single chunk anyway); causal and longer -> ``chunk`` (``O(C·m·d)``
+    memory instead of ``O(T·m·d)``). ``recurrent`` is never chosen automatically: it is the
+    token-by-token form for generation, slowest on whole sequences.
+    """
+    if mode not in MODES:
+        fail("mode", f"one of {MODES}", repr(mode))
+    if mode in ("chunk", "recurrent") and not causal:
+        fail("mode", "'parallel' or 'auto' when causal=False (a non-causal pass is one write "
+             "and one read; chunk and recurrent modes are causal)", repr(mode))
+    if mode != "auto":
+        return mode
+    chosen = "chunk" if causal and seq_len > chunk_size else "parallel"
+    _log_auto_choice(causal, seq_len, chunk_size, chosen)
+    return chosen
+
+
+def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_div, eps,
+              feature_map, chunk_size) -> int:
+    """Checks every argument; returns ``m``, the state width (hidden neurons per head)."""
+    B, T, H, n = check_rank("q", q, 4, "[batch, seq, heads, m]")
+    k_shape = check_rank("k", k, 4, "[batch, seq, heads, m]")
+    v_shape = check_rank("v", v, 4, "[batch, seq, heads, d]")
+    if k_shape[2] != H or v_shape[2] != H:
+        fail("k/v heads", f"{H} heads like q (axis 2)", f"k: {k_shape[2]}, v: {v_shape[2]}")
+    if k_shape != (B, T, H, n):
+        fail("k", f"the shape of q {(B, T, H, n)}", k_shape)
+    if v_shape[:3] != (B, T, H):
+        fail("v", f"shape [{B}, {T}, {H}, d] (batch, seq and heads of q)", v_shape)
+    if feature_map not in FEATURE_MAPS:
+        fail("feature_map", f"one of {FEATURE_MAPS}", repr(feature_map))
+    m = n
+    if feature_map == "random_features":
+        p_shape = shape_of(projection)
+        if p_shape is None or len(p_shape) not in (2, 3) or p_shape[-1] != n or (
+                len(p_shape) == 3 and p_shape[0] != H):
+            fail("projection", f"[num_features, {n}] or [{H}, num_features, {n}] for "
+                 "feature_map='random_features'", p_shape)
+        m = p_shape[-2]
+    elif projection is not None:
+        fail("projection", "None unless feature_map='random_features'", shape_of(projection))
+    if pos_keys is not None:
+        p = check_rank("pos_keys", pos_keys, 3, "[seq, heads, m]")
+        if p[0] < T or p[1] != H or p[2] != m:
+            fail("pos_keys", f"shape [>= {T}, {H}, {m}] (at least as long as the sequence)", p)
+    if mask is not None:
+        if shape_of(mask) != (B, T) or jnp.dtype(mask.dtype) != jnp.bool_:
+            fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
+                 f"{getattr(mask, 'dtype', type(mask))} {shape_of(mask)}")
+    if initial_state is not None:
+        d = v_shape[3]
+        if (shape_of(initial_state.S) != (B, H, m, d) or shape_of(initial_state.z) != (B, H, m)):
+            fail("initial_state", f"AstroState(S [{B}, {H}, {m}, {d}], z [{B}, {H}, {m}])",
+                 f"S {shape_of(initial_state.S)}, z {shape_of(initial_state.z)}")
+    check_positive("alpha", alpha)
+    check_positive("m_div", m_div)
+    check_positive("eps", eps, allow_zero=True)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        fail("chunk_size", "a positive int", repr(chunk_size))
+    return m
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "mode", "chunk_size", "params",
+                                             "feature_map"))
+def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
+                     chunk_size, params, feature_map):
+    B, T, H, _ = q.shape
+    if pos_keys is not None:
+        pos_keys = pos_keys[:T]
+    if mode == "parallel":
+        head_fn = functools.partial(parallel, causal=causal, params=params, feature_map=feature_map)
+    elif mode == "chunk":
+        head_fn = functools.partial(chunk, params=params, feature_map=feature_map,
+                                    chunk_size=chunk_size)
+    else:
+        head_fn = functools.partial(recurrent, params=params, feature_map=feature_map)
+    per_head_projection = projection is not None and projection.ndim == 3
+    lifted = lift_over_batch_and_heads(
+        head_fn,
+        # q, k, v, pos_keys, mask, projection, initial_state
+        batch_axes=(0, 0, 0, None, 0, None, 0),
+        head_axes=(1, 1, 1, 1, None, 0 if per_head_projection else None, 0),
+        out_batch_axes=(0, 0), out_head_axes=(1, 0))
+    return lifted(q, k, v, pos_keys, mask, projection, initial_state)
+
+
+def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha: float = 0.25,
+                    sigmoid: bool = True, m_div: float | None = None,
+                    pos_keys: Array | None = None, mask: Array | None = None,
+                    feature_map: str = "elu1", projection: Array | None = None,
+                    mode: str = "auto", chunk_size: int = 64, eps: float = 1e-6,
+                    initial_state: AstroState | None = None,
+                    return_state: bool = False) -> Array | tuple[Array, AstroState]:
+    """Astromorphic attention (paper Eq. 8–17; SPEC §2–4), batched over examples and heads.
+
+    Per head: ``S = Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``H = σ(S / m_div)`` (Eq. 11),
+    ``g = (Σ_t φ(k_t))**alpha`` (Eq. 13–14), ``out_i = (φ(q_i) @ H) / (φ(q_i)·g + eps)``
+    (Eq. 15–17), the sums running over real tokens (and ``t <= i`` when causal).
+
+    Args:
+      q, k: ``[B, T, H, n]`` queries and keys (``n`` = hidden neurons per head for ``"elu1"``).
+      v: ``[B, T, H, d]`` values.
+      causal: query ``i`` sees only tokens ``t <= i`` (decoder).
+      alpha: the Ca²⁺ exponent of Eq. 14, > 0 (the paper uses 0.25).
+      sigmoid: apply Eq. 11's sigmoid; off gives linear-attention read-out.
+      m_div: the divisor of Eq. 11, > 0; None means ``m`` (the state width).
+      pos_keys: ``[T_pos >= T, H, m]`` raw astrocytic activity ``A`` (Eq. 12, see
+        :func:`astroflax.kernels.astro_positional`); rows ``0..T-1`` are used; elu+1 is applied
+        inside. None disables the positional term.
+      mask: ``[B, T]`` bool, True = real token. Padding adds nothing to the state and its
+        outputs are zero.
+      feature_map: ``"elu1"`` (Eq. 4) or ``"random_features"`` (Kozachkov/Performer; then
+        ``projection`` ``[m, n]`` or per head ``[H, m, n]`` is required and ``m`` features form
+        the state).
+      projection: the random-feature matrix, see :func:`draw_random_projection`.
+      mode: ``"parallel"``, ``"chunk"`` (causal), ``"recurrent"`` (causal) or ``"auto"``
+        (see :func:`resolve_mode`; the choice is logged).
+      chunk_size: tokens per chunk in ``"chunk"`` mode.
+      eps: guard on the calcium response before it is inverted (Eq. 16), >= 0.
+      initial_state: ``AstroState(S [B, H, m, d], z [B, H, m])`` of earlier tokens, to continue
+        a sequence (split and resume); None starts empty.
+      return_state: also return the state after the last token.
+
+    Returns:
+      ``[B, T, H, d]`` in ``v``'s dtype (sums in float32, or float64 for float64 inputs); with
+      ``return_state``, ``(out, AstroState)`` with float32/float64 ``S [B, H, m, d]``,
+      ``z [B, H, m]``.
+
+    Raises:
+      ValueError: on a bad argument, naming it and what was expected, before tracing.
+    """
+    m = _validate(q, k, v, pos_keys, mask, projection, initial_state, alpha=alpha, m_div=m_div,
+                  eps=eps, feature_map=feature_map, chunk_size=chunk_size)
+    B, T, H, _ = q.shape
+    d = v.shape[-1]
+    mode = resolve_mode(mode, causal=causal, seq_len=T, chunk_size=chunk_size)
+    params = ReadParams(alpha=float(alpha), sigmoid=bool(sigmoid),
+                        m_div=float(m if m_div is None else m_div), eps=float(eps))
+    if initial_state is None:
+        acc = accumulation_dtype(v.dtype)
+        initial_state = AstroState(S=jnp.zeros((B, H, m, d), acc), z=jnp.zeros((B, H, m), acc))
+    out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
+                                  causal=bool(causal), mode=mode, chunk_size=chunk_size,
+                                  params=params, feature_map=feature_map)
+    return (out, state) if return_state else out

@@ -1,0 +1,229 @@
+"""The two primitives of astromorphic attention for one head: ``write`` and ``read`` (Eq. 8–17).
+
+Write mode folds tokens into the tripartite synapse's state; read mode queries it. Every
+execution mode (parallel, chunk, recurrent) is assembled from these functions, so the maths
+lives in one place. Shapes are per head: ``q, k: [T, m]``, ``v: [T, d]``, state ``S: [m, d]``,
+``z: [m]``; a leading ``[T]`` on the state means "the state after each token" (prefix states).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from astroflax.kernels.feature_maps import apply_feature_map, elu1
+
+
+class AstroState(NamedTuple):
+    """What the tripartite synapse remembers after write mode, for one head (or batched).
+
+    Attributes:
+      S: ``[..., m, d]`` Hebbian trace ``Σ_t (φ(k_t) + φ(a_t)) v_tᵀ`` (Eq. 10 and the astrocytic
+        term of Eq. 12), kept *before* the ``1/m_div`` of Eq. 11 so that states add.
+      z: ``[..., m]`` presynaptic sum ``Σ_t φ(k_t)`` (Eq. 13).
+    """
+
+    S: Array
+    z: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadParams:
+    """Static hyperparameters of read mode (hashable, so they can be ``jit`` static arguments).
+
+    Attributes:
+      alpha: exponent of the astrocyte's Ca²⁺ nonlinearity ``g = z**alpha`` (Eq. 14), > 0.
+      sigmoid: apply the logistic sigmoid of Eq. 11 to the scaled trace (else identity).
+      m_div: the paper's scaling parameter m of Eq. 11 (a divisor, not the hidden width), > 0.
+      eps: guard added to the calcium response ``c_i`` before inverting it (Eq. 16), >= 0.
+    """
+
+    alpha: float = 0.25
+    sigmoid: bool = True
+    m_div: float = 1.0
+    eps: float = 1e-6
+
+
+def accumulation_dtype(dtype) -> jnp.dtype:
+    """float32, or float64 when inputs are float64: S, z and c are never summed in bfloat16."""
+    return jnp.promote_types(jnp.dtype(dtype), jnp.float32)
+
+
+def init_state(m: int, d: int, dtype=jnp.float32) -> AstroState:
+    """The empty synapse: ``S = 0 [m, d]``, ``z = 0 [m]``."""
+    return AstroState(S=jnp.zeros((m, d), dtype), z=jnp.zeros((m,), dtype))
+
+
+def featurize(q: Array, k: Array, pos_keys: Array | None, mask: Array | None, *,
+              feature_map: str, projection: Array | None, dtype) -> tuple[Array, Array, Array | None]:
+    """Firing rates of the hidden neurons and of the astrocyte (Eq. 4 and Sec. 3).
+
+    Args:
+      q, k: ``[T, n]`` raw queries and keys.
+      pos_keys: ``[T, m]`` raw astrocytic positional activity ``A`` (Eq. 12), or None.
+      mask: ``[T]`` bool, True = real token, or None. Padding tokens get zero key and positional
+        rates, so they add nothing to the state.
+      feature_map: ``"elu1"`` or ``"random_features"``; the positional term always uses elu+1
+        because it models the astrocyte's own activity, not the hidden neurons.
+      projection: ``[m, n]`` random-feature matrix for ``"random_features"``.
+      dtype: accumulation dtype.
+
+    Returns:
+      ``(φ(q) [T, m], φ(k) [T, m], φ(A) [T, m] or None)``.
+    """
+    q_feat = apply_feature_map(q.astype(dtype), feature_map, projection)
+    k_feat = apply_feature_map(k.astype(dtype), feature_map, projection)
+    pos_feat = None if pos_keys is None else elu1(pos_keys.astype(dtype))
+    if mask is not None:
+        keep = mask[:, None]
+        k_feat = jnp.where(keep, k_feat, 0)
+        if pos_feat is not None:
+            pos_feat = jnp.where(keep, pos_feat, 0)
+    return q_feat, k_feat, pos_feat
+
+
+def _presynaptic(k_feat: Array, pos_feat: Array | None) -> Array:
+    # The Hebbian trace sees neuron-neuron and astrocyte-neuron activity side by side (Eq. 12).
+    return k_feat if pos_feat is None else k_feat + pos_feat
+
+
+def write(state: AstroState, k_feat: Array, v: Array, pos_feat: Array | None = None) -> AstroState:
+    """Write mode (Eq. 10, 12, 13): folds ``T`` tokens into the state.
+
+    Args:
+      state: ``S [m, d]``, ``z [m]``.
+      k_feat: ``[T, m]`` key rates ``φ(k)``; v: ``[T, d]``; pos_feat: ``[T, m]`` ``φ(A)`` or None.
+
+    Returns:
+      ``S + Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``z + Σ_t φ(k_t)``.
+    """
+    x = _presynaptic(k_feat, pos_feat)
+    S = state.S + jnp.einsum("tm,td->md", x, v.astype(state.S.dtype))
+    return AstroState(S=S, z=state.z + jnp.sum(k_feat, axis=0))
+
+
+def prefix_states(state: AstroState, k_feat: Array, v: Array,
+                  pos_feat: Array | None = None) -> AstroState:
+    """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]`` (causal write).
+
+    Memory is ``O(T·m·d)``: callers use it per chunk (SPEC §4), never over a long sequence.
+    """
+    x = _presynaptic(k_feat, pos_feat)
+    outer = x[:, :, None] * v.astype(state.S.dtype)[:, None, :]
+    S = state.S + jnp.cumsum(outer, axis=0)
+    return AstroState(S=S, z=state.z + jnp.cumsum(k_feat, axis=0))
+
+
+def hebbian_weights(S: Array, params: ReadParams) -> Array:
+    """``H = σ(S / m_div)`` (Eq. 11), or ``S / m_div`` with the sigmoid off. Any shape."""
+    scaled = S * (1.0 / params.m_div)
+    return jax.nn.sigmoid(scaled) if params.sigmoid else scaled
+
+
+def calcium_drive(z: Array, alpha: float) -> Array:
+    """``g = z ** alpha`` elementwise (Eq. 14), with a gradient that stays finite at ``z = 0``.
+
+    ``z = 0`` only where no real token has been written yet (a padded prefix); its power's
+    derivative is infinite there, so the base is replaced before the power (double ``where``).
+    """
+    if alpha == 1:
+        return z
+    positive = z > 0
+    return jnp.where(positive, jnp.where(positive, z, 1) ** alpha, 0)
+
+
+def normalise(numerator: Array, calcium: Array, eps: float) -> Array:
+    """``out_i = P_i · numerator_i`` with ``P_i = 1 / (c_i + eps)`` (Eq. 16–17, without the residual).
+
+    Args:
+      numerator: ``[T, d]`` ``φ(q_i) @ H``; calcium: ``[T]`` ``c_i = φ(q_i)·g`` (Eq. 15).
+    """
+    return numerator / (calcium + eps)[:, None]
+
+
+def read(state: AstroState, q_feat: Array, params: ReadParams) -> Array:
+    """Read mode (Eq. 11, 14–17): every query reads the state.
+
+    Args:
+      state: one shared state (``S [m, d]``, ``z [m]``) read by all queries, or per-query prefix
+        states (``S [T, m, d]``, ``z [T, m]``).
+      q_feat: ``[T, m]`` query rates ``φ(q)``.
+
+    Returns:
+      ``[T, d]`` outputs ``(φ(q_i) @ H_i) / (φ(q_i)·g_i + eps)``.
+    """
+    H = hebbian_weights(state.S, params)
+    g = calcium_drive(state.z, params.alpha)
+    if state.S.ndim == 2:
+        numerator = q_feat @ H
+        calcium = q_feat @ g
+    else:
+        numerator = jnp.einsum("tm,tmd->td", q_feat, H)
+        calcium = jnp.sum(q_feat * g, axis=-1)
+    return normalise(numerator, calcium, params.eps)
+
+
+def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
+                       pos_feat: Array | None, params: ReadParams) -> Array:
+    """Causal read with the sigmoid off, without materialising prefix states.
+
+    ``H_i = (S + Σ_{t<=i} x_t v_tᵀ) / m_div`` is linear in the prefix, so its contraction with
+    ``φ(q_i)`` is a masked ``[T, T]`` score matmul plus a read of the carried state; only the
+    normaliser needs the prefix sums of ``φ(k)`` (``[T, m]``), because of the power in Eq. 14.
+
+    Args:
+      state: carried ``S [m, d]``, ``z [m]`` from earlier tokens.
+      q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
+
+    Returns:
+      ``[T, d]``, equal to ``read(prefix_states(state, ...), q_feat)`` when ``params.sigmoid`` is off.
+    """
+    if params.sigmoid:
+        raise ValueError("causal_linear_read needs params.sigmoid=False; use prefix_states + read")
+    x = _presynaptic(k_feat, pos_feat)
+    T = q_feat.shape[0]
+    visible = jnp.arange(T)[:, None] >= jnp.arange(T)[None, :]
+    # `where`, not a 0/1 multiply, so a future token's cotangent is an exact zero.
+    scores = jnp.where(visible, q_feat @ x.T, 0)
+    v = v.astype(state.S.dtype)
+    numerator = (q_feat @ state.S + scores @ v) * (1.0 / params.m_div)
+    z = state.z + jnp.cumsum(k_feat, axis=0)
+    calcium = jnp.sum(q_feat * calcium_drive(z, params.alpha), axis=-1)
+    return normalise(numerator, calcium, params.eps)
+
+
+def last_state(states: AstroState) -> AstroState:
+    """The final state of a stack of prefix states (``S [T, m, d]`` -> ``[m, d]``)."""
+    return AstroState(S=states.S[-1], z=states.z[-1])
+
+
+def mask_queries(out: Array, mask: Array | None) -> Array:
+    """Zeros the outputs of padding queries (``out [T, d]``, ``mask [T]``): nothing was asked."""
+    return out if mask is None else jnp.where(mask[:, None], out, 0)
+
+
+def astro_step(state: AstroState, q: Array, k: Array, v: Array, pos_key: Array | None = None, *,
+               params: ReadParams, feature_map: str = "elu1", projection: Array | None = None,
+               mask: Array | None = None) -> tuple[Array, AstroState]:
+    """One token of causal astromorphic attention: write it, then read with its query. O(m·d).
+
+    Args:
+      state: ``S [m, d]``, ``z [m]`` after the previous tokens (float32 or float64).
+      q, k: ``[n]`` raw query and key; v: ``[d]``; pos_key: ``[m]`` raw positional activity or None.
+      params: read hyperparameters. feature_map, projection: as in :func:`featurize`.
+      mask: scalar bool; a padding token (False) leaves the state unchanged and outputs zeros.
+
+    Returns:
+      ``(out [d] in v's dtype, new state)``.
+    """
+    token_mask = None if mask is None else jnp.reshape(mask, (1,))
+    q_feat, k_feat, pos_feat = featurize(
+        q[None], k[None], None if pos_key is None else pos_key[None], token_mask,
+        feature_map=feature_map, projection=projection, dtype=state.S.dtype)
+    new_state = write(state, k_feat, v[None], pos_feat)
+    out = mask_queries(read(new_state, q_feat, params), token_mask)
+    return out[0].astype(v.dtype), new_state

@@ -1,0 +1,76 @@
+"""Direct O(T²) references for astromorphic attention (SPEC §2 and §4), for tests only.
+
+Written from the formula, independently of :mod:`core`: for every query ``i`` it builds the
+visible set ``S(i)`` as an explicit ``[T, T]`` matrix and the full Hebbian trace ``[T, m, d]``,
+
+    out_i = (φ(q_i) @ σ(Σ_{t∈S(i)} (φ(k_t) + φ(a_t)) v_tᵀ / m_div)) / (φ(q_i)·(Σ_{t∈S(i)} φ(k_t))^α + eps)
+
+Memory ``O(T·m·d)`` and time ``O(T²·m·d)``: use at test sizes only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+
+def _elu_plus_one(x: Array) -> Array:
+    return jax.nn.elu(x) + 1.0
+
+
+def naive_astro_attention_head(q_feat: Array, k_feat: Array, v: Array, pos_feat: Array | None,
+                               mask: Array | None, *, causal: bool, alpha: float, sigmoid: bool,
+                               m_div: float, eps: float) -> Array:
+    """Reference for one head from already-featurised rates.
+
+    Args:
+      q_feat, k_feat: ``[T, m]`` rates ``φ(q)``, ``φ(k)``; v: ``[T, d]``;
+      pos_feat: ``[T, m]`` ``φ(A)`` or None; mask: ``[T]`` bool or None.
+
+    Returns:
+      ``[T, d]``; rows of padding queries are zero.
+    """
+    T = q_feat.shape[0]
+    visible = jnp.ones((T, T), bool) if mask is None else jnp.broadcast_to(mask[None, :], (T, T))
+    if causal:
+        visible = visible & (jnp.arange(T)[None, :] <= jnp.arange(T)[:, None])
+    w = visible.astype(q_feat.dtype)  # w[i, t] = 1 iff t ∈ S(i)
+    x = k_feat if pos_feat is None else k_feat + pos_feat
+    trace = jnp.einsum("it,tm,td->imd", w, x, v) / m_div  # [T, m, d], one trace per query
+    H = jax.nn.sigmoid(trace) if sigmoid else trace
+    presyn = w @ k_feat  # [T, m]
+    g = presyn**alpha
+    out = jnp.einsum("im,imd->id", q_feat, H) / (jnp.sum(q_feat * g, axis=-1) + eps)[:, None]
+    if mask is not None:
+        out = jnp.where(mask[:, None], out, 0.0)
+    return out
+
+
+def naive_astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
+                          alpha: float = 0.25, sigmoid: bool = True, m_div: float | None = None,
+                          pos_keys: Array | None = None, mask: Array | None = None,
+                          eps: float = 1e-6, features=None) -> Array:
+    """Batched reference with the elu+1 feature map (or ``features(q_or_k, head)`` if given).
+
+    Args:
+      q, k: ``[B, T, H, n]``; v: ``[B, T, H, d]``; pos_keys: ``[T_pos >= T, H, m]`` raw ``A``;
+      mask: ``[B, T]`` bool. ``features``: optional ``(x [T, n], head) -> [T, m]`` map.
+
+    Returns:
+      ``[B, T, H, d]`` in float64/float32 as the inputs.
+    """
+    B, T, H, _ = q.shape
+    rows = []
+    for b in range(B):
+        heads = []
+        for h in range(H):
+            fq = _elu_plus_one(q[b, :, h]) if features is None else features(q[b, :, h], h)
+            fk = _elu_plus_one(k[b, :, h]) if features is None else features(k[b, :, h], h)
+            fp = None if pos_keys is None else _elu_plus_one(pos_keys[:T, h])
+            m = fq.shape[-1]
+            heads.append(naive_astro_attention_head(
+                fq, fk, v[b, :, h], fp, None if mask is None else mask[b], causal=causal,
+                alpha=alpha, sigmoid=sigmoid, m_div=float(m if m_div is None else m_div), eps=eps))
+        rows.append(jnp.stack(heads, axis=1))
+    return jnp.stack(rows, axis=0)

@@ -1,0 +1,55 @@
+"""Parallel mode for one head: all tokens at once (Eq. 8–17 in matrix form).
+
+Non-causal: one write of every token, one read by every query — two ``[T, m] × [T, d]``
+matmuls. Causal: the state after each token, either by the masked-score form (sigmoid off) or
+by materialising all ``T`` prefix states (sigmoid on; ``O(T·m·d)`` memory — for short
+sequences; long causal sequences belong to :mod:`astroflax.kernels.astro.chunk`).
+"""
+
+from __future__ import annotations
+
+from jax import Array
+
+from astroflax.kernels.astro.core import (
+    AstroState,
+    ReadParams,
+    accumulation_dtype,
+    causal_linear_read,
+    featurize,
+    last_state,
+    mask_queries,
+    prefix_states,
+    read,
+    write,
+)
+
+
+def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
+             projection: Array | None, initial_state: AstroState, *, causal: bool,
+             params: ReadParams, feature_map: str) -> tuple[Array, AstroState]:
+    """Astromorphic attention of one head over a whole sequence.
+
+    Args:
+      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None; mask: ``[T]`` or None.
+      projection: ``[m, n]`` for random features, else None.
+      initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens (zeros for a fresh sequence).
+      causal: query ``i`` sees tokens ``t <= i`` (SPEC §4) instead of all tokens.
+      params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
+
+    Returns:
+      ``(out [T, d] in v's dtype, state after the last token)``.
+    """
+    dtype = accumulation_dtype(v.dtype)
+    q_feat, k_feat, pos_feat = featurize(q, k, pos_keys, mask, feature_map=feature_map,
+                                         projection=projection, dtype=dtype)
+    if not causal:
+        state = write(initial_state, k_feat, v, pos_feat)
+        out = read(state, q_feat, params)
+    elif params.sigmoid:
+        states = prefix_states(initial_state, k_feat, v, pos_feat)
+        out = read(states, q_feat, params)
+        state = last_state(states)
+    else:
+        out = causal_linear_read(initial_state, q_feat, k_feat, v, pos_feat, params)
+        state = write(initial_state, k_feat, v, pos_feat)
+    return mask_queries(out, mask).astype(v.dtype), state

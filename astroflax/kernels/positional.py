@@ -1,0 +1,86 @@
+"""The astrocytic positional term (paper Eq. 12; SPEC §3) in O(L·m²) time, O(L·m) memory.
+
+Per head: ``P_ij = exp(-decay·|i - j|)`` (the paper says only "distance-based"; this is the
+form of the authors' follow-up RMAAT), ``D = M P Mᵀ [m, m]``, ``A = Mᵀ D [L, m]`` (the paper
+ties ``W_rel = Mᵀ``). ``P`` is never built: with ``X = Mᵀ``, ``P X`` is a forward plus a
+backward first-order linear recurrence, ``F_i = X_i + r F_{i-1}``, ``B_i = X_i + r B_{i+1}``,
+``P X = F + B - X`` with ``r = exp(-decay)``. Each recurrence runs chunk-wise: a ``[c, c]``
+decay matmul inside each chunk and a ``lax.scan`` of ``[m]`` carries across chunks.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from astroflax.kernels._validate import check_positive, check_rank, fail
+
+
+def _decaying_prefix_sum(x: Array, decay: Array, chunk_size: int) -> Array:
+    """``F_i = Σ_{j<=i} exp(-decay·(i - j)) x_j`` for ``x [L, m]``, chunk by chunk."""
+    L, m = x.shape
+    c = min(chunk_size, L)
+    num_chunks = -(-L // c)
+    xc = jnp.pad(x, ((0, num_chunks * c - L), (0, 0))).reshape(num_chunks, c, m)
+    steps = jnp.arange(c, dtype=x.dtype)
+    lag = steps[:, None] - steps[None, :]
+    # exp of a clamped lag, then where: no overflow from negative lags, exact zeros above.
+    within = jnp.where(lag >= 0, jnp.exp(-decay * jnp.maximum(lag, 0)), 0)  # [c, c]
+    local = jnp.einsum("ij,njm->nim", within, xc)  # prefix sums that start at each chunk
+    into_chunk = jnp.exp(-decay * (steps + 1))  # weight of the carry at each row: r^(i+1)
+    across = jnp.exp(-decay * c)
+
+    def carry_step(carry: Array, chunk_total: Array) -> tuple[Array, Array]:
+        return across * carry + chunk_total, carry
+
+    # carries[n] = F at the end of chunk n-1 (zero for the first chunk).
+    _, carries = jax.lax.scan(carry_step, jnp.zeros((m,), x.dtype), local[:, -1])
+    out = local + into_chunk[None, :, None] * carries[:, None, :]
+    return out.reshape(num_chunks * c, m)[:L]
+
+
+def toeplitz_decay_apply(x: Array, decay: Array | float, *, chunk_size: int = 64) -> Array:
+    """``P x`` with ``P_ij = exp(-decay·|i - j|)``, for ``x [L, m]``, without forming ``P``."""
+    forward = _decaying_prefix_sum(x, decay, chunk_size)
+    backward = _decaying_prefix_sum(x[::-1], decay, chunk_size)[::-1]
+    return forward + backward - x
+
+
+def astro_positional(M: Array, *, decay: Array | float, length: int,
+                     chunk_size: int = 64) -> Array:
+    """Raw astrocytic positional activity ``A = Mᵀ (M P Mᵀ)`` of one head (Eq. 12).
+
+    Args:
+      M: ``[m, T_max]`` learnable astrocyte weights; its first ``length`` columns are used.
+      decay: ``s > 0`` in ``P_ij = exp(-s·|i - j|)`` (scalar; may be a traced parameter).
+      length: ``L <= T_max``, the number of positions to produce. Models use ``T_max`` and slice
+        rows, so a token's activity does not depend on the current sequence length.
+      chunk_size: chunk of the internal recurrences (a speed knob; results do not depend on it).
+
+    Returns:
+      ``A [length, m]`` in M's dtype (float32 or wider inside); feed it to
+      ``astro_attention(pos_keys=...)``, which applies elu+1.
+
+    Raises:
+      ValueError: bad rank, ``length`` outside ``1..T_max``, or ``decay <= 0``.
+    """
+    m, t_max = check_rank("M", M, 2, "[m, T_max]")
+    if not isinstance(length, int) or not 1 <= length <= t_max:
+        fail("length", f"an int in 1..{t_max} (M's T_max)", repr(length))
+    check_positive("decay", decay)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        fail("chunk_size", "a positive int", repr(chunk_size))
+    dtype = jnp.promote_types(M.dtype, jnp.float32)
+    return _astro_positional(M, jnp.asarray(decay, dtype), length=length,
+                             chunk_size=chunk_size).astype(M.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "chunk_size"))
+def _astro_positional(M: Array, decay: Array, *, length: int, chunk_size: int) -> Array:
+    x = M[:, :length].T.astype(decay.dtype)  # X = Mᵀ, [L, m]
+    px = toeplitz_decay_apply(x, decay, chunk_size=chunk_size)  # P Mᵀ, [L, m]
+    d_matrix = x.T @ px  # D = M P Mᵀ, [m, m]
+    return x @ d_matrix  # A = Mᵀ D, [L, m]

@@ -1,0 +1,42 @@
+"""Softmax attention (the vanilla Transformer baseline) over ``jax.nn.dot_product_attention``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from astroflax.kernels._validate import check_rank, fail, shape_of
+
+
+def softmax_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
+                      mask: Array | None = None, scale: float | None = None,
+                      implementation: str | None = None) -> Array:
+    """``softmax(q kᵀ · scale) v`` per head, in the kernels' ``[B, T, H, *]`` layout.
+
+    Args:
+      q, k: ``[B, T, H, n]``; v: ``[B, T, H, d]`` (``d`` may differ from ``n`` only with the
+        default XLA implementation).
+      causal: query ``i`` attends to ``t <= i``.
+      mask: ``[B, T]`` bool key-padding mask (True = real token); padding queries output zeros,
+        as in the astromorphic kernels.
+      scale: logit scale; None means ``1/sqrt(n)``.
+      implementation: passed to ``jax.nn.dot_product_attention`` (None, "xla" or "cudnn").
+
+    Returns:
+      ``[B, T, H, d]`` in q's dtype.
+    """
+    B, T, H, n = check_rank("q", q, 4, "[batch, seq, heads, n]")
+    if shape_of(k) != (B, T, H, n):
+        fail("k", f"the shape of q {(B, T, H, n)}", shape_of(k))
+    if shape_of(v)[:3] != (B, T, H) or len(shape_of(v)) != 4:
+        fail("v", f"shape [{B}, {T}, {H}, d]", shape_of(v))
+    if mask is not None and (shape_of(mask) != (B, T) or mask.dtype != jnp.bool_):
+        fail("mask", f"a bool array of shape {(B, T)}", shape_of(mask))
+    key_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, T] -> [B, H, Tq, Tk]
+    out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal, scale=scale,
+                                       implementation=implementation)
+    return out if mask is None else jnp.where(mask[:, :, None, None], out, 0).astype(out.dtype)
+
+
+__all__ = ["softmax_attention"]
