@@ -19,7 +19,7 @@ def shape_of(x: Any) -> tuple[int, ...] | None:
 
 
 def check_rank(name: str, x: Any, rank: int, layout: str) -> tuple[int, ...]:
-    """Checks ``x.ndim == rank``; ``layout`` names the axes for the message, e.g. ``[B, T, H, m]``."""
+    """Checks ``x.ndim == rank``; ``layout`` names the axes for the message (``[B, T, H, m]``)."""
     shape = shape_of(x)
     if shape is None or len(shape) != rank:
         fail(name, f"a rank-{rank} array {layout}", f"shape {shape}")

@@ -67,7 +67,7 @@ def astro_positional(M: Array, *, decay: Array | float, length: int,
     Raises:
       ValueError: bad rank, ``length`` outside ``1..T_max``, or ``decay <= 0``.
     """
-    m, t_max = check_rank("M", M, 2, "[m, T_max]")
+    _m, t_max = check_rank("M", M, 2, "[m, T_max]")
     if not isinstance(length, int) or not 1 <= length <= t_max:
         fail("length", f"an int in 1..{t_max} (M's T_max)", repr(length))
     check_positive("decay", decay)

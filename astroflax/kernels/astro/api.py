@@ -82,10 +82,9 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_di
         p = check_rank("pos_keys", pos_keys, 3, "[seq, heads, m]")
         if p[0] < T or p[1] != H or p[2] != m:
             fail("pos_keys", f"shape [>= {T}, {H}, {m}] (at least as long as the sequence)", p)
-    if mask is not None:
-        if shape_of(mask) != (B, T) or jnp.dtype(mask.dtype) != jnp.bool_:
-            fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
-                 f"{getattr(mask, 'dtype', type(mask))} {shape_of(mask)}")
+    if mask is not None and (shape_of(mask) != (B, T) or jnp.dtype(mask.dtype) != jnp.bool_):
+        fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
+             f"{getattr(mask, 'dtype', type(mask))} {shape_of(mask)}")
     if initial_state is not None:
         d = v_shape[3]
         if (shape_of(initial_state.S) != (B, H, m, d) or shape_of(initial_state.z) != (B, H, m)):
@@ -103,7 +102,7 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_di
                                              "feature_map"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
                      chunk_size, params, feature_map):
-    B, T, H, _ = q.shape
+    _B, T, _H, _ = q.shape
     if pos_keys is not None:
         pos_keys = pos_keys[:T]
     if mode == "parallel":

@@ -59,7 +59,8 @@ def init_state(m: int, d: int, dtype=jnp.float32) -> AstroState:
 
 
 def featurize(q: Array, k: Array, pos_keys: Array | None, mask: Array | None, *,
-              feature_map: str, projection: Array | None, dtype) -> tuple[Array, Array, Array | None]:
+              feature_map: str, projection: Array | None,
+              dtype) -> tuple[Array, Array, Array | None]:
     """Firing rates of the hidden neurons and of the astrocyte (Eq. 4 and Sec. 3).
 
     Args:
@@ -108,7 +109,7 @@ def write(state: AstroState, k_feat: Array, v: Array, pos_feat: Array | None = N
 
 def prefix_states(state: AstroState, k_feat: Array, v: Array,
                   pos_feat: Array | None = None) -> AstroState:
-    """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]`` (causal write).
+    """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
 
     Memory is ``O(T·m·d)``: callers use it per chunk (SPEC §4), never over a long sequence.
     """
@@ -137,7 +138,7 @@ def calcium_drive(z: Array, alpha: float) -> Array:
 
 
 def normalise(numerator: Array, calcium: Array, eps: float) -> Array:
-    """``out_i = P_i · numerator_i`` with ``P_i = 1 / (c_i + eps)`` (Eq. 16–17, without the residual).
+    """``out_i = P_i · numerator_i``, ``P_i = 1 / (c_i + eps)`` (Eq. 16–17, without the residual).
 
     Args:
       numerator: ``[T, d]`` ``φ(q_i) @ H``; calcium: ``[T]`` ``c_i = φ(q_i)·g`` (Eq. 15).
@@ -180,7 +181,7 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
       q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
 
     Returns:
-      ``[T, d]``, equal to ``read(prefix_states(state, ...), q_feat)`` when ``params.sigmoid`` is off.
+      ``[T, d]``, equal to ``read(prefix_states(state, ...), q_feat)`` with the sigmoid off.
     """
     if params.sigmoid:
         raise ValueError("causal_linear_read needs params.sigmoid=False; use prefix_states + read")

@@ -3,7 +3,8 @@
 Written from the formula, independently of :mod:`core`: for every query ``i`` it builds the
 visible set ``S(i)`` as an explicit ``[T, T]`` matrix and the full Hebbian trace ``[T, m, d]``,
 
-    out_i = (φ(q_i) @ σ(Σ_{t∈S(i)} (φ(k_t) + φ(a_t)) v_tᵀ / m_div)) / (φ(q_i)·(Σ_{t∈S(i)} φ(k_t))^α + eps)
+    out_i = (φ(q_i) @ σ(Σ_{t∈S(i)} (φ(k_t) + φ(a_t)) v_tᵀ / m_div))
+            / (φ(q_i)·(Σ_{t∈S(i)} φ(k_t))^α + eps)
 
 Memory ``O(T·m·d)`` and time ``O(T²·m·d)``: use at test sizes only.
 """

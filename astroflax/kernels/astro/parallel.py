@@ -30,7 +30,8 @@ def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array |
     """Astromorphic attention of one head over a whole sequence.
 
     Args:
-      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None; mask: ``[T]`` or None.
+      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None.
+      mask: ``[T]`` bool (True = real token) or None.
       projection: ``[m, n]`` for random features, else None.
       initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens (zeros for a fresh sequence).
       causal: query ``i`` sees tokens ``t <= i`` (SPEC §4) instead of all tokens.

@@ -19,7 +19,8 @@ def recurrent(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array 
     """Causal astromorphic attention of one head by scanning :func:`astro_step`.
 
     Args:
-      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None; mask: ``[T]`` or None.
+      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None.
+      mask: ``[T]`` bool (True = real token) or None.
       projection: ``[m, n]`` for random features, else None.
       initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens.
       params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
