@@ -5,7 +5,7 @@ import os
 # Before JAX initialises its backend: tests of sharding need several devices on one CPU.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 # Strict promotion turns an accidental float32 + float64 (or bf16 + f32) mix into an error,

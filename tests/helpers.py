@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, name: str = "") -> None:
+def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0,
+                 name: str = "") -> None:
     """Asserts ``max|a - e| <= atol + rtol * max|e|``; NaN/Inf in either side fails first."""
     a = np.asarray(jnp.asarray(actual, dtype=jnp.float64) if hasattr(actual, "dtype") else actual,
                    dtype=np.float64)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from astroflax.kernels._validate import check_positive, check_rank, fail
+from astroflax.kernels.astro.core import accumulation_dtype
 
 
 def _decaying_prefix_sum(x: Array, decay: Array, chunk_size: int) -> Array:
@@ -73,7 +74,7 @@ def astro_positional(M: Array, *, decay: Array | float, length: int,
     check_positive("decay", decay)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         fail("chunk_size", "a positive int", repr(chunk_size))
-    dtype = jnp.promote_types(M.dtype, jnp.float32)
+    dtype = accumulation_dtype(M.dtype)
     return _astro_positional(M, jnp.asarray(decay, dtype), length=length,
                              chunk_size=chunk_size).astype(M.dtype)
 

@@ -50,7 +50,8 @@ class ReadParams:
 
 def accumulation_dtype(dtype) -> jnp.dtype:
     """float32, or float64 when inputs are float64: S, z and c are never summed in bfloat16."""
-    return jnp.promote_types(jnp.dtype(dtype), jnp.float32)
+    # Not jnp.promote_types: it refuses float64 vs float32 under strict dtype promotion.
+    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
 
 
 def init_state(m: int, d: int, dtype=jnp.float32) -> AstroState:

@@ -11,6 +11,9 @@ Memory ``O(T·m·d)`` and time ``O(T²·m·d)``: use at test sizes only.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -51,27 +54,32 @@ def naive_astro_attention_head(q_feat: Array, k_feat: Array, v: Array, pos_feat:
 def naive_astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
                           alpha: float = 0.25, sigmoid: bool = True, m_div: float | None = None,
                           pos_keys: Array | None = None, mask: Array | None = None,
-                          eps: float = 1e-6, features=None) -> Array:
-    """Batched reference with the elu+1 feature map (or ``features(q_or_k, head)`` if given).
+                          eps: float = 1e-6, features: Callable[[Array], Array] | None = None
+                          ) -> Array:
+    """Batched reference with the elu+1 feature map (or ``features`` if given).
 
     Args:
       q, k: ``[B, T, H, n]``; v: ``[B, T, H, d]``; pos_keys: ``[T_pos >= T, H, m]`` raw ``A``;
-      mask: ``[B, T]`` bool. ``features``: optional ``(x [T, n], head) -> [T, m]`` map.
+      mask: ``[B, T]`` bool. ``features``: optional ``x [T, n] -> [T, m]`` map shared by heads.
 
     Returns:
-      ``[B, T, H, d]`` in float64/float32 as the inputs.
+      ``[B, T, H, d]`` in the inputs' float dtype.
     """
-    B, T, H, _ = q.shape
-    rows = []
-    for b in range(B):
-        heads = []
-        for h in range(H):
-            fq = _elu_plus_one(q[b, :, h]) if features is None else features(q[b, :, h], h)
-            fk = _elu_plus_one(k[b, :, h]) if features is None else features(k[b, :, h], h)
-            fp = None if pos_keys is None else _elu_plus_one(pos_keys[:T, h])
-            m = fq.shape[-1]
-            heads.append(naive_astro_attention_head(
-                fq, fk, v[b, :, h], fp, None if mask is None else mask[b], causal=causal,
-                alpha=alpha, sigmoid=sigmoid, m_div=float(m if m_div is None else m_div), eps=eps))
-        rows.append(jnp.stack(heads, axis=1))
-    return jnp.stack(rows, axis=0)
+    T = q.shape[1]
+    if pos_keys is not None:
+        pos_keys = pos_keys[:T]
+    feat = _elu_plus_one if features is None else features
+    m = feat(q[0, :, 0]).shape[-1]
+    return _naive_batched(q, k, v, pos_keys, mask, feat, causal=causal, alpha=alpha,
+                          sigmoid=sigmoid, m_div=float(m if m_div is None else m_div), eps=eps)
+
+
+@functools.partial(jax.jit, static_argnames=("feat", "causal", "alpha", "sigmoid", "m_div", "eps"))
+def _naive_batched(q, k, v, pos_keys, mask, feat, *, causal, alpha, sigmoid, m_div, eps):
+    def one_head(q, k, v, pos, mask):
+        return naive_astro_attention_head(
+            feat(q), feat(k), v, None if pos is None else _elu_plus_one(pos), mask,
+            causal=causal, alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps)
+
+    over_heads = jax.vmap(one_head, in_axes=(1, 1, 1, 1, None), out_axes=1)
+    return jax.vmap(over_heads, in_axes=(0, 0, 0, None, 0))(q, k, v, pos_keys, mask)
