@@ -16,6 +16,8 @@ and take ``ANParams`` for the constants.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from astroflax.biology.params import ANParams
@@ -77,6 +79,7 @@ def euler_step(ca: jax.Array, h: jax.Array, ip3: jax.Array, p: ANParams,
     return ca + (j_chan + j_leak - j_pump) * dt, h + (h_inf - h) / tau_h * dt
 
 
+@functools.partial(jax.jit, static_argnames=("p", "seconds"))
 def relax(ca: jax.Array, h: jax.Array, ip3: jax.Array, p: ANParams,
           seconds: float) -> tuple[jax.Array, jax.Array]:
     """Integrates the Li–Rinzel sub-model alone at constant IP3 for ``seconds`` (step ``p.dt``).
