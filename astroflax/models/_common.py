@@ -1,0 +1,68 @@
+"""What every zoo model shares: the token-mixing trunk (positions, dropout, blocks) and its aux."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from jax import Array
+
+from astroflax.nn.blocks import BlockStack
+from astroflax.nn.embed import AbsolutePositions, resolve_pos_embedding
+
+
+class Trunk(nnx.Module):
+    """Absolute positions (optional) + dropout + :class:`BlockStack`: ``[B, T, D] -> [B, T, D]``."""
+
+    def __init__(self, *, features: int, num_layers: int, num_heads: int, max_len: int,
+                 causal: bool, attention: str, m_div: float | None, mode: str, chunk_size: int,
+                 mlp_dim: int | None, norm: str, dropout: float, pos_embedding: str,
+                 attention_options: Mapping[str, Any] | None, dtype: Any, param_dtype: Any,
+                 rngs: nnx.Rngs):
+        """Keyword arguments as in the models (see :class:`astroflax.models.AstroLM`)."""
+        self.max_len = max_len
+        kind = resolve_pos_embedding(pos_embedding, attention, attention_options)
+        self.pos_embedding = kind
+        self.positions = (None if kind == "none" else
+                          AbsolutePositions(max_len, features, kind=kind,
+                                            param_dtype=param_dtype, rngs=rngs))
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.stack = BlockStack(num_layers, features, num_heads, norm=norm, dtype=dtype,
+                                param_dtype=param_dtype, rngs=rngs, max_len=max_len,
+                                causal=causal, attention=attention, m_div=m_div, mode=mode,
+                                chunk_size=chunk_size, mlp_dim=mlp_dim, dropout=dropout,
+                                attention_options=attention_options)
+
+    def check_length(self, T: int) -> None:
+        """ValueError when ``T`` exceeds the model's ``max_len`` (``T_max``)."""
+        if self.max_len < T:
+            raise ValueError(f"sequence length {T} exceeds the model's max_len (T_max) "
+                             f"{self.max_len}; allowed: 1..{self.max_len}")
+
+    def embed_positions(self, x: Array, start: Array | int = 0) -> Array:
+        """``x [B, T, D]`` plus absolute positions from ``start`` (if any), then dropout."""
+        if self.positions is not None:
+            x = self.positions(x, start=start)
+        return self.dropout(x)
+
+    def __call__(self, x: Array, *, mask: Array | None = None, capture_calcium: bool = False
+                 ) -> tuple[Array, dict[str, Any]]:
+        """``x [B, T, D]`` (embedded tokens) -> ``(h [B, T, D], aux)``.
+
+        ``aux["calcium"]``: with ``capture_calcium``, a tuple of per-layer calcium responses
+        ``c [B, T, H]`` (Eq. 15; None for softmax layers).
+        """
+        self.check_length(x.shape[1])
+        h, calcium = self.stack(self.embed_positions(x), mask=mask,
+                                return_calcium=capture_calcium)
+        return h, ({"calcium": calcium} if capture_calcium else {})
+
+
+def masked_mean(h: Array, mask: Array | None) -> Array:
+    """Mean of ``h [B, T, D]`` over real tokens (``mask [B, T]`` bool; None = all) -> ``[B, D]``."""
+    if mask is None:
+        return jnp.mean(h, axis=1)
+    w = mask.astype(h.dtype)[:, :, None]
+    return jnp.sum(h * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1)

@@ -1,0 +1,157 @@
+"""``AstroLM``: a strictly causal decoder-only language model with recurrent generation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import Array
+
+from astroflax.models._common import Trunk
+from astroflax.nn.attention import KVCache, RecurrentState
+from astroflax.nn.blocks import dense
+from astroflax.nn.embed import TokenEmbedding
+
+DecodeStates = tuple[RecurrentState | KVCache, ...]
+
+
+class AstroLM(nnx.Module):
+    """Tokens ``[B, T]`` -> next-token logits ``[B, T, V]`` (paper's WikiText-2 model, SPEC §7).
+
+    Every block is causal (SPEC §4: the gradient of output ``i`` with respect to any input
+    ``j > i`` is exactly zero). Generation prefills the prompt once, keeping each layer's
+    recurrent state (astro family: ``S, z``, O(m·d) per head; softmax: a KV cache of ``T_max``
+    positions), then decodes token by token without re-running the prefix.
+    """
+
+    def __init__(self, vocab_size: int, *, max_len: int = 512, features: int = 768,
+                 num_layers: int = 1, num_heads: int = 6, tie_embeddings: bool = True,
+                 attention: str = "astro", m_div: float | None = None, mode: str = "auto",
+                 chunk_size: int = 64, mlp_dim: int | None = None, norm: str = "post",
+                 dropout: float = 0.0, pos_embedding: str = "auto",
+                 attention_options: Mapping[str, Any] | None = None, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        """Builds the model.
+
+        Args:
+          vocab_size: ``V``. max_len: ``T_max`` (prompt plus generated tokens).
+          features, num_layers, num_heads: width ``D``, depth, heads.
+          tie_embeddings: output logits ``h @ Eᵀ`` with the input table ``E [V, D]``; else a
+            separate ``[D, V]`` head.
+          attention, m_div, mode, chunk_size, mlp_dim, norm, dropout, pos_embedding,
+            attention_options, dtype, param_dtype, rngs: as in :class:`astroflax.models.AstroViT`.
+        """
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.embed = TokenEmbedding(vocab_size, features, dtype=dtype, param_dtype=param_dtype,
+                                    rngs=rngs)
+        self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
+                           max_len=max_len, causal=True, attention=attention, m_div=m_div,
+                           mode=mode, chunk_size=chunk_size, mlp_dim=mlp_dim, norm=norm,
+                           dropout=dropout, pos_embedding=pos_embedding,
+                           attention_options=attention_options, dtype=dtype,
+                           param_dtype=param_dtype, rngs=rngs)
+        self.head = None if tie_embeddings else dense(
+            features, vocab_size, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype,
+            rngs=rngs)
+
+    def _logits(self, h: Array) -> Array:
+        return self.embed.attend(h) if self.head is None else self.head(h)
+
+    def logits_from_embeddings(self, x: Array, *, capture_calcium: bool = False
+                               ) -> tuple[Array, dict[str, Any]]:
+        """Embedded tokens ``x [B, T, D]`` -> ``(logits [B, T, V], aux)``."""
+        h, aux = self.trunk(x, capture_calcium=capture_calcium)
+        return self._logits(h), aux
+
+    def __call__(self, tokens: Array, *, capture_calcium: bool = False
+                 ) -> tuple[Array, dict[str, Any]]:
+        """``tokens [B, T]`` int -> ``(logits [B, T, V], aux)``; logits at ``t`` predict ``t+1``."""
+        self.trunk.check_length(tokens.shape[1])
+        return self.logits_from_embeddings(self.embed(tokens), capture_calcium=capture_calcium)
+
+    # ---------------------------------------------------------------- decoding
+    def init_state(self, batch_size: int) -> DecodeStates:
+        """Empty per-layer decoding states (position 0)."""
+        return self.trunk.stack.init_state(batch_size)
+
+    def prefill(self, tokens: Array) -> tuple[Array, DecodeStates]:
+        """Causal pass over a prompt ``tokens [B, P]`` -> ``(logits [B, P, V], states)``."""
+        self.trunk.check_length(tokens.shape[1])
+        x = self.trunk.embed_positions(self.embed(tokens))
+        h, states = self.trunk.stack.prefill(x)
+        return self._logits(h), states
+
+    def step(self, token: Array, states: DecodeStates) -> tuple[Array, DecodeStates]:
+        """One token ``[B]`` int at ``states[0].position`` -> ``(logits [B, V], states)``."""
+        x = self.trunk.embed_positions(self.embed(token)[:, None], start=states[0].position)
+        h, states = self.trunk.stack.step(x[:, 0], states)
+        return self._logits(h), states
+
+    def generate(self, prompt_tokens: Array, max_new_tokens: int, *, temperature: float = 0.0,
+                 top_k: int | None = None, rng: Array | None = None) -> Array:
+        """Continues ``prompt_tokens [B, P]`` by ``max_new_tokens``; returns ``[B, P + N]``.
+
+        The prompt is prefilled once (returning each layer's state), then each new token is one
+        :meth:`step`. Dropout is off while generating. Jitted (one compile per shape/setting).
+
+        Args:
+          prompt_tokens: ``[B, P]`` int, ``P >= 1``, ``P + max_new_tokens <= max_len``.
+          max_new_tokens: ``N >= 0``.
+          temperature: 0 = greedy (argmax); > 0 samples from ``softmax(logits / temperature)``.
+          top_k: sample among the ``top_k`` most likely tokens only (None = all).
+          rng: a PRNG key, required when ``temperature > 0``.
+
+        Raises:
+          ValueError: the total length exceeds ``max_len``, or sampling without ``rng``.
+        """
+        P = prompt_tokens.shape[1]
+        if P < 1 or max_new_tokens < 0 or P + max_new_tokens > self.max_len:
+            raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} must be in "
+                             f"1..max_len={self.max_len} (with a non-empty prompt)")
+        if max_new_tokens == 0:
+            return prompt_tokens
+        greedy = temperature == 0
+        if temperature < 0:
+            raise ValueError(f"temperature: expected >= 0, got {temperature}")
+        if top_k is not None and not 1 <= top_k <= self.vocab_size:
+            raise ValueError(f"top_k: expected None or 1..{self.vocab_size}, got {top_k}")
+        if not greedy and rng is None:
+            raise ValueError("rng (a PRNG key) is required when temperature > 0")
+        rng = jax.random.key(0) if rng is None else rng
+        graphdef, state = nnx.split(self)
+        return _generate(graphdef, state, prompt_tokens, rng, jnp.asarray(temperature or 1.0),
+                         max_new_tokens=max_new_tokens, top_k=top_k, greedy=greedy)
+
+
+def _pick(logits: Array, key: Array, temperature: Array, *, top_k: int | None,
+          greedy: bool) -> Array:
+    """Next token ``[B]`` from ``logits [B, V]``: argmax, or a (top-k) temperature sample."""
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature.astype(jnp.float32)
+    if top_k is not None:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy"))
+def _generate(graphdef: Any, state: Any, prompt: Array, rng: Array, temperature: Array, *,
+              max_new_tokens: int, top_k: int | None, greedy: bool) -> Array:
+    model = nnx.merge(graphdef, state)
+    model.eval()
+    logits, states = model.prefill(prompt)
+    keys = jax.random.split(rng, max_new_tokens)
+
+    def body(carry: tuple[Array, DecodeStates], key: Array):
+        last_logits, states = carry
+        token = _pick(last_logits, key, temperature, top_k=top_k, greedy=greedy)
+        next_logits, states = model.step(token, states)
+        return (next_logits, states), token
+
+    _, new = jax.lax.scan(body, (logits[:, -1], states), keys)  # new: [N, B]
+    return jnp.concatenate([prompt.astype(jnp.int32), new.T], axis=1)

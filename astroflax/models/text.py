@@ -1,0 +1,66 @@
+"""``AstroTextClassifier``: token ids -> class logits, masked mean pooling over real tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from jax import Array
+
+from astroflax.models._common import Trunk, masked_mean
+from astroflax.nn.blocks import dense
+from astroflax.nn.embed import TokenEmbedding
+
+
+class AstroTextClassifier(nnx.Module):
+    """Tokens ``[B, T]`` -> logits ``[B, num_classes]`` (paper's IMDB model, SPEC §7).
+
+    An encoder over token embeddings (optionally GloVe-initialised, projected ``E -> D``);
+    padding (``tokens == pad_id`` unless a mask is given) is masked in attention and excluded
+    from the mean, so appending padding does not change the output.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, *, max_len: int = 400,
+                 features: int = 128, num_layers: int = 1, num_heads: int = 4,
+                 embed_dim: int | None = None, glove_path: str | Path | None = None,
+                 vocab: Sequence[str] | None = None, freeze_embedding: bool = False,
+                 pad_id: int = 0, attention: str = "astro", m_div: float | None = None,
+                 mode: str = "auto", chunk_size: int = 64, mlp_dim: int | None = None,
+                 norm: str = "post", dropout: float = 0.0, pos_embedding: str = "auto",
+                 attention_options: Mapping[str, Any] | None = None, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        """Builds the model.
+
+        Args:
+          vocab_size: ``V``. num_classes: output classes. max_len: ``T_max``.
+          features, num_layers, num_heads: width ``D``, depth, heads.
+          embed_dim, glove_path, vocab, freeze_embedding: see
+            :class:`astroflax.nn.TokenEmbedding`.
+          pad_id: the padding token (masked when no mask is passed).
+          attention, m_div, mode, chunk_size, mlp_dim, norm, dropout, pos_embedding,
+            attention_options, dtype, param_dtype, rngs: as in :class:`astroflax.models.AstroViT`.
+        """
+        self.pad_id = pad_id
+        self.embed = TokenEmbedding(vocab_size, features, embed_dim=embed_dim,
+                                    glove_path=glove_path, vocab=vocab, freeze=freeze_embedding,
+                                    dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
+                           max_len=max_len, causal=False, attention=attention, m_div=m_div,
+                           mode=mode, chunk_size=chunk_size, mlp_dim=mlp_dim, norm=norm,
+                           dropout=dropout, pos_embedding=pos_embedding,
+                           attention_options=attention_options, dtype=dtype,
+                           param_dtype=param_dtype, rngs=rngs)
+        self.head = dense(features, num_classes, ("embed", None), dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, tokens: Array, *, mask: Array | None = None,
+                 capture_calcium: bool = False) -> tuple[Array, dict[str, Any]]:
+        """``tokens [B, T]`` int, ``mask [B, T]`` bool -> ``(logits [B, num_classes], aux)``."""
+        self.trunk.check_length(tokens.shape[1])
+        if mask is None:
+            mask = tokens != self.pad_id
+        h, aux = self.trunk(self.embed(tokens), mask=mask, capture_calcium=capture_calcium)
+        return self.head(masked_mean(h, mask)), aux

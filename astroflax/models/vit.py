@@ -1,0 +1,65 @@
+"""``AstroViT``: image classification with a 3×3 conv stem, 2×2 patches and average pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from jax import Array
+
+from astroflax.models._common import Trunk
+from astroflax.nn.blocks import dense
+from astroflax.nn.embed import PatchEmbedding
+
+
+class AstroViT(nnx.Module):
+    """Images ``[B, H, W, C]`` -> logits ``[B, num_classes]`` (paper's CIFAR-10 model, SPEC §7).
+
+    Patch tokens (``T = (H/p)·(W/p)``, the model's ``T_max``) pass an encoder of
+    :class:`astroflax.nn.TransformerBlock` s; the outputs are averaged over tokens and a linear
+    head gives the logits.
+    """
+
+    def __init__(self, num_classes: int, *, image_size: int = 32, in_channels: int = 3,
+                 patch_size: int = 2, stem: bool = True, features: int = 256,
+                 num_layers: int = 8, num_heads: int = 8, attention: str = "astro",
+                 m_div: float | None = None, mode: str = "auto", chunk_size: int = 64,
+                 mlp_dim: int | None = None, norm: str = "post", dropout: float = 0.0,
+                 pos_embedding: str = "auto", attention_options: Mapping[str, Any] | None = None,
+                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        """Builds the model.
+
+        Args:
+          num_classes: output classes. image_size: square input side (``T_max`` follows).
+          in_channels: image channels. patch_size: ``p``. stem: the 3×3 conv stem.
+          features, num_layers, num_heads: width ``D``, depth, heads.
+          attention: a variant of :data:`astroflax.nn.VARIANTS`.
+          m_div, mode, chunk_size, mlp_dim, norm, dropout, attention_options: see
+            :class:`astroflax.nn.TransformerBlock`.
+          pos_embedding: ``"auto"`` (none for variants with the astrocytic positional term,
+            sinusoidal otherwise), ``"none"``, ``"learned"`` or ``"sinusoidal"``.
+          dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
+        """
+        if image_size % patch_size:
+            raise ValueError(f"image_size={image_size} must be divisible by "
+                             f"patch_size={patch_size}")
+        self.image_size = image_size
+        self.patches = PatchEmbedding(in_channels, features, patch_size=patch_size, stem=stem,
+                                      dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
+                           max_len=(image_size // patch_size) ** 2, causal=False,
+                           attention=attention, m_div=m_div, mode=mode, chunk_size=chunk_size,
+                           mlp_dim=mlp_dim, norm=norm, dropout=dropout,
+                           pos_embedding=pos_embedding, attention_options=attention_options,
+                           dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.head = dense(features, num_classes, ("embed", None), dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, images: Array, *, capture_calcium: bool = False
+                 ) -> tuple[Array, dict[str, Any]]:
+        """``images [B, H, W, C]`` -> ``(logits [B, num_classes], aux)`` (see ``Trunk``)."""
+        x = self.patches(images)
+        h, aux = self.trunk(x, capture_calcium=capture_calcium)
+        return self.head(jnp.mean(h, axis=1)), aux

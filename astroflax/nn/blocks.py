@@ -1,0 +1,206 @@
+"""Transformer blocks: attention + FFN with the paper's post-LayerNorm (Eq. 2–3) or pre-LayerNorm.
+
+Post-LN (paper Eq. 2–3, the default)::
+
+    x = LN(x + Dropout(Attn(x)));  x = LN(x + Dropout(FFN(x)))
+
+Pre-LN (``norm="pre"``; the model then adds a final LayerNorm)::
+
+    x = x + Dropout(Attn(LN(x)));  x = x + Dropout(FFN(LN(x)))
+
+Both are per-token apart from attention, so :meth:`TransformerBlock.step` decodes one token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import Array
+
+from astroflax.nn.attention import AstroAttention, KVCache, RecurrentState, check_variant
+from astroflax.nn.sharding import partitioned
+
+NORMS = ("post", "pre")
+
+
+def layer_norm(features: int, *, dtype: Any = None, param_dtype: Any = jnp.float32,
+               rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """``nnx.LayerNorm`` over the last axis ``[..., D]`` with ``("embed",)`` annotations."""
+    return nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype,
+                         scale_init=partitioned(nnx.initializers.ones_init(), ("embed",)),
+                         bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
+                         rngs=rngs)
+
+
+def dense(in_features: int, out_features: int, names: tuple[str | None, str | None], *,
+          dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
+    """``nnx.Linear`` ``[..., in] -> [..., out]`` whose kernel carries logical axes ``names``."""
+    return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
+                      kernel_init=partitioned(nnx.initializers.lecun_normal(), names),
+                      bias_init=partitioned(nnx.initializers.zeros_init(), (names[1],)),
+                      rngs=rngs)
+
+
+class FeedForward(nnx.Module):
+    """Position-wise FFN ``W_2 GELU(W_1 x)``: ``[..., D] -> [..., D]`` via ``mlp_dim`` units."""
+
+    def __init__(self, features: int, mlp_dim: int, *, dropout: float = 0.0, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        """Builds ``W_1 [D, F]`` (``"embed", "mlp"``) and ``W_2 [F, D]`` (``"mlp", "embed"``)."""
+        self.up = dense(features, mlp_dim, ("embed", "mlp"), dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs)
+        self.down = dense(mlp_dim, features, ("mlp", "embed"), dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        """``x [..., D] -> [..., D]``."""
+        return self.down(self.dropout(jax.nn.gelu(self.up(x))))
+
+
+class TransformerBlock(nnx.Module):
+    """Attention + FFN with residuals and LayerNorms: ``x [B, T, D] -> [B, T, D]``."""
+
+    def __init__(self, features: int, num_heads: int, *, max_len: int, causal: bool = False,
+                 attention: str = "astro", mlp_dim: int | None = None, norm: str = "post",
+                 dropout: float = 0.0, mode: str = "auto", chunk_size: int = 64,
+                 m_div: float | None = None, attention_options: Mapping[str, Any] | None = None,
+                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        """Builds the block.
+
+        Args:
+          features: width ``D``. num_heads: ``H``. max_len: ``T_max``.
+          causal: decoder block (causal attention).
+          attention: a variant of :data:`astroflax.nn.attention.VARIANTS`.
+          mlp_dim: FFN width (default ``4·D``; the paper does not state it).
+          norm: ``"post"`` (paper Eq. 2–3) or ``"pre"``.
+          dropout: rate after attention, inside and after the FFN.
+          mode, chunk_size: attention kernel mode and chunk length.
+          m_div: the paper's scaling parameter; used by the variants whose row has
+            ``m_div=None`` (variants that fix it, ``linear`` and ``kozachkov_rf``, keep theirs
+            unless ``attention_options`` sets ``m_div``).
+          attention_options: further keyword arguments of :class:`AstroAttention`.
+          dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
+        """
+        if norm not in NORMS:
+            raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+        options = dict(attention_options or {})
+        if (m_div is not None and "m_div" not in options and attention != "softmax"
+                and check_variant(attention)["m_div"] is None):
+            options["m_div"] = m_div
+        self.norm = norm
+        self.attention = AstroAttention(features, num_heads, max_len=max_len, variant=attention,
+                                        causal=causal, mode=mode, chunk_size=chunk_size,
+                                        dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                                        **options)
+        self.ffn = FeedForward(features, mlp_dim or 4 * features, dropout=dropout, dtype=dtype,
+                               param_dtype=param_dtype, rngs=rngs)
+        self.norm1 = layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.norm2 = layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def _mix(self, x: Array, attend: Any) -> tuple[Array, Any]:
+        """Applies the block around ``attend(h) -> (y, extra)``; returns ``(x, extra)``."""
+        if self.norm == "post":
+            y, extra = attend(x)
+            x = self.norm1(x + self.dropout(y))
+            x = self.norm2(x + self.dropout(self.ffn(x)))
+        else:
+            y, extra = attend(self.norm1(x))
+            x = x + self.dropout(y)
+            x = x + self.dropout(self.ffn(self.norm2(x)))
+        return x, extra
+
+    def __call__(self, x: Array, *, mask: Array | None = None,
+                 return_calcium: bool = False) -> Array | tuple[Array, Array | None]:
+        """``x [B, T, D]``, ``mask [B, T]`` bool -> ``[B, T, D]`` (and calcium ``[B, T, H]``)."""
+        out, c = self._mix(x, lambda h: self.attention(h, mask=mask, return_calcium=True)
+                           if return_calcium else (self.attention(h, mask=mask), None))
+        return (out, c) if return_calcium else out
+
+    def init_state(self, batch_size: int) -> RecurrentState | KVCache:
+        """Empty decoding state (see :meth:`AstroAttention.init_state`)."""
+        return self.attention.init_state(batch_size)
+
+    def prefill(self, x: Array) -> tuple[Array, RecurrentState | KVCache]:
+        """Causal block over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], state)``."""
+        return self._mix(x, self.attention.prefill)
+
+    def step(self, x_t: Array, state: RecurrentState | KVCache
+             ) -> tuple[Array, RecurrentState | KVCache]:
+        """One token ``x_t [B, D]`` -> ``(y_t [B, D], state)``."""
+        return self._mix(x_t, lambda h: self.attention.step(h, state))
+
+
+class EncoderBlock(TransformerBlock):
+    """A non-causal :class:`TransformerBlock` (encoder; every token sees every token)."""
+
+    def __init__(self, features: int, num_heads: int, **kwargs: Any):
+        """As :class:`TransformerBlock` with ``causal=False``."""
+        super().__init__(features, num_heads, causal=False, **kwargs)
+
+
+class DecoderBlock(TransformerBlock):
+    """A causal :class:`TransformerBlock` (decoder-only LM; query ``i`` sees ``t <= i``)."""
+
+    def __init__(self, features: int, num_heads: int, **kwargs: Any):
+        """As :class:`TransformerBlock` with ``causal=True``."""
+        super().__init__(features, num_heads, causal=True, **kwargs)
+
+
+class BlockStack(nnx.Module):
+    """``num_layers`` :class:`TransformerBlock` s (plus a final LayerNorm for pre-LN).
+
+    ``x [B, T, D] -> [B, T, D]``; decoding threads one state per layer.
+    """
+
+    def __init__(self, num_layers: int, features: int, num_heads: int, *, norm: str = "post",
+                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs,
+                 **block_kwargs: Any):
+        """``block_kwargs``: the keyword arguments of :class:`TransformerBlock` (same per layer)."""
+        self.blocks = nnx.List([
+            TransformerBlock(features, num_heads, norm=norm, dtype=dtype,
+                             param_dtype=param_dtype, rngs=rngs, **block_kwargs)
+            for _ in range(num_layers)])
+        self.final_norm = (layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                           if norm == "pre" else None)
+
+    def _finish(self, x: Array) -> Array:
+        return x if self.final_norm is None else self.final_norm(x)
+
+    def __call__(self, x: Array, *, mask: Array | None = None, return_calcium: bool = False
+                 ) -> tuple[Array, tuple[Array | None, ...]]:
+        """``x [B, T, D]`` -> ``(x [B, T, D], per-layer calcium [B, T, H] or ())``."""
+        calcium = []
+        for block in self.blocks:
+            if return_calcium:
+                x, c = block(x, mask=mask, return_calcium=True)
+                calcium.append(c)
+            else:
+                x = block(x, mask=mask)
+        return self._finish(x), tuple(calcium)
+
+    def init_state(self, batch_size: int) -> tuple[RecurrentState | KVCache, ...]:
+        """One empty decoding state per layer."""
+        return tuple(block.init_state(batch_size) for block in self.blocks)
+
+    def prefill(self, x: Array) -> tuple[Array, tuple[RecurrentState | KVCache, ...]]:
+        """Causal pass over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], states)``."""
+        states = []
+        for block in self.blocks:
+            x, s = block.prefill(x)
+            states.append(s)
+        return self._finish(x), tuple(states)
+
+    def step(self, x_t: Array, states: tuple[RecurrentState | KVCache, ...]
+             ) -> tuple[Array, tuple[RecurrentState | KVCache, ...]]:
+        """One token ``x_t [B, D]`` -> ``(y_t [B, D], states)``."""
+        new_states = []
+        for block, s in zip(self.blocks, states, strict=True):
+            x_t, s = block.step(x_t, s)
+            new_states.append(s)
+        return self._finish(x_t), tuple(new_states)
