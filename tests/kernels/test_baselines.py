@@ -1,0 +1,88 @@
+"""Softmax and random-feature baselines against their definitions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from astroflax.kernels import (
+    astro_attention,
+    draw_random_projection,
+    elu1,
+    positive_random_features,
+    softmax_attention,
+)
+from astroflax.kernels.astro.naive import naive_astro_attention
+from tests.helpers import assert_close, padding_mask, random_qkv
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_wrapper_equals_dot_product_attention_and_the_formula(causal):
+    # float32: jax.nn.dot_product_attention itself mixes in float32 (fails strict promotion
+    # with float64 inputs); the direct formula is evaluated in float64.
+    q, k, v, _ = random_qkv(0, T=11, m=4, d=4, dtype=jnp.float32)
+    out = softmax_attention(q, k, v, causal=causal)
+    assert_close(out, jax.nn.dot_product_attention(q, k, v, is_causal=causal), rtol=0)
+    q, k, v = (x.astype(jnp.float64) for x in (q, k, v))
+    logits = jnp.einsum("bihn,bthn->bhit", q, k) / 2.0
+    if causal:
+        logits = jnp.where(jnp.tril(jnp.ones((11, 11), bool)), logits, -jnp.inf)
+    direct = jnp.einsum("bhit,bthd->bihd", jax.nn.softmax(logits, axis=-1), v)
+    assert_close(out, direct, rtol=1e-5)
+
+
+def test_softmax_padding_mask_ignores_padding_keys():
+    q, k, v, _ = random_qkv(1, T=9, m=4, d=4, dtype=jnp.float32)
+    mask = padding_mask(2, 9, [5, 9])
+    out = softmax_attention(q, k, v, mask=mask)
+    alone = softmax_attention(q[:1, :5], k[:1, :5], v[:1, :5])
+    assert_close(out[:1, :5], alone, rtol=1e-6)
+    assert jnp.all(out[0, 5:] == 0)
+
+
+def test_elu1_is_elu_plus_one_and_positive():
+    x = jnp.linspace(-50, 50, 1001, dtype=jnp.float64)
+    assert_close(elu1(x), jax.nn.elu(x) + 1.0, rtol=1e-15)
+    assert jnp.all(elu1(x) > 0)
+    g = jax.grad(lambda x: jnp.sum(elu1(x)))(x)
+    assert_close(g, jnp.where(x > 0, 1.0, jnp.exp(x)), rtol=1e-15)
+
+
+def test_random_features_estimate_the_softmax_kernel():
+    # E[φ(q)·φ(k)] = exp(q·k/sqrt(n)) (Performer, Lemma 1); with many orthogonal features the
+    # estimate is within a few percent (a biased projection, e.g. QR without the sign fix, is not).
+    n = 8
+    q, k = jax.random.normal(jax.random.key(2), (2, 16, n), jnp.float64) * 0.5
+    W = draw_random_projection(jax.random.key(3), 16384, n, dtype=jnp.float64)
+    approx = positive_random_features(q, W) @ positive_random_features(k, W).T
+    exact = jnp.exp(q @ k.T / np.sqrt(n))
+    relative = jnp.abs(approx / exact - 1)
+    assert float(jnp.mean(relative)) < 0.02 and float(jnp.max(relative)) < 0.1
+
+
+def test_orthogonal_projection_rows_are_orthogonal_within_a_block():
+    W = draw_random_projection(jax.random.key(4), 8, 8, dtype=jnp.float64)
+    gram = W @ W.T
+    off_diagonal = gram - jnp.diag(jnp.diag(gram))
+    assert float(jnp.max(jnp.abs(off_diagonal))) < 1e-10
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_random_feature_attention_matches_naive(per_head):
+    q, k, v, _ = random_qkv(5, T=13, H=2, m=4, d=3)
+    keys = jax.random.split(jax.random.key(6), 2)
+    W = jnp.stack([draw_random_projection(kk, 6, 4, dtype=jnp.float64) for kk in keys])
+    projection = W if per_head else W[0]
+    pos = jax.random.normal(jax.random.key(7), (13, 2, 6), jnp.float64)  # state width 6
+    out = astro_attention(q, k, v, causal=True, alpha=1.0, sigmoid=False, pos_keys=pos,
+                          feature_map="random_features", projection=projection, mode="chunk",
+                          chunk_size=4)
+    # Reference per head: the naive formula with that head's random features.
+    refs = []
+    for h in range(2):
+        Wh = W[h] if per_head else W[0]
+        refs.append(naive_astro_attention(
+            q[:, :, h:h + 1], k[:, :, h:h + 1], v[:, :, h:h + 1], causal=True, alpha=1.0,
+            sigmoid=False, pos_keys=pos[:, h:h + 1], m_div=6.0,
+            features=lambda x, Wh=Wh: positive_random_features(x, Wh)))
+    assert_close(out, jnp.concatenate(refs, axis=2), rtol=1e-12)
