@@ -239,6 +239,10 @@ def plot_curve(curve: CalciumCurve, fit: dict[str, Any], path: str | os.PathLike
             ax.plot(r, ca[:, k] - off, ".", color="0.6", ms=3, label="seeds" if k == 0 else None)
         ax.errorbar(r, mean - off, yerr=std, fmt="o-", color="k", ms=4, lw=1, capsize=2,
                     label="mean ± std over seeds")
+        silent = ~curve.engaged
+        if silent.any():
+            ax.plot(r[silent], mean[silent] - off, "o", color="w", mec="k", ms=5, zorder=5,
+                    label="astrocyte not engaged (fit excludes)")
         ax.plot(grid, base + amp * grid ** alpha - off, "--", color="tab:blue", lw=1)
         lo, hi = fit["ci95"]
         ax.plot(grid[inside], (base + amp * grid ** alpha - off)[inside], color="tab:blue",
