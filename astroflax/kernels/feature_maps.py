@@ -54,13 +54,14 @@ def draw_random_projection(key: Array, num_features: int, dim: int, *, orthogona
         return jax.random.normal(key, (num_features, dim), dtype)
     num_blocks = math.ceil(num_features / dim)
     block_key, norm_key = jax.random.split(key)
-    gaussians = jax.random.normal(block_key, (num_blocks, dim, dim), jnp.float32)
+    work = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+    gaussians = jax.random.normal(block_key, (num_blocks, dim, dim), work)
     q, r = jnp.linalg.qr(gaussians)  # [blocks, dim, dim], orthonormal columns
     # Householder QR fixes the signs of R's diagonal, which biases Q's columns; flipping them
     # by sign(diag R) makes Q Haar-distributed (Mezzadri 2007), so the estimator stays unbiased.
     q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
     rows = jnp.swapaxes(q, 1, 2).reshape(num_blocks * dim, dim)[:num_features]
-    norms = jnp.linalg.norm(jax.random.normal(norm_key, (num_features, dim), jnp.float32), axis=1)
+    norms = jnp.linalg.norm(jax.random.normal(norm_key, (num_features, dim), work), axis=1)
     return (rows * norms[:, None]).astype(dtype)
 
 
