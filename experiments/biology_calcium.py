@@ -2,8 +2,9 @@
 
 Command: ``python -m experiments.biology_calcium --out runs/biology_calcium [--quick]``
 writes ``calcium.json`` (curve, fitted alpha with its 95% interval, beside the paper's 0.25)
-and ``calcium.png``. Expected: about 10 s on 2 CPU cores (8 seeds x 16 rates x 400 s), and
-alpha ~ 0.28 [0.21, 0.35] on the engaged branch (see ``astroflax/biology/README.md``).
+and ``calcium.png``. Expected: ~9 s on 2 CPU cores (15 rates x 8 seeds x 400 s, plus r = 0),
+and alpha = 0.280, 95% CI [0.208, 0.352] on the engaged branch, 2-10 Hz (paper: 0.25; see
+``astroflax/biology/README.md``).
 Configs read the result with ``astroflax.biology.load_fitted_alpha(".../calcium.json")``.
 """
 

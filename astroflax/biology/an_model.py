@@ -270,6 +270,8 @@ def simulate(rates: np.ndarray | jax.Array | list[float], seeds: np.ndarray | ja
     if rates.ndim != 1 or seeds.ndim != 1 or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"rates and seeds must be 1-D (seeds integer), got shapes {rates.shape}"
                          f" and {seeds.shape} ({seeds.dtype})")
+    if np.any(seeds < 0) or np.any(seeds >= 2**32):
+        raise ValueError(f"seeds must lie in [0, 2**32), got {seeds.tolist()}")
     n_blocks, steps_per_block = _check_times(p, duration_s, record_every_s)
     return _simulate_grid(jnp.asarray(rates, dtype), jnp.asarray(seeds, jnp.uint32), p,
                           n_blocks, steps_per_block, jnp.dtype(dtype))

@@ -109,6 +109,13 @@ def test_bad_rates_raise_value_error_naming_rates(rates):
         simulate(rates, [0], duration_s=1.0)
 
 
+def test_bad_seeds_raise_value_error_naming_seeds():
+    with pytest.raises(ValueError, match="seeds"):
+        simulate([1.0], [-1], duration_s=1.0)
+    with pytest.raises(ValueError, match="seeds"):
+        simulate([1.0], [0.5], duration_s=1.0)
+
+
 def test_bad_times_raise_value_error():
     with pytest.raises(ValueError, match="duration_s"):
         simulate([1.0], [0], duration_s=1.5, record_every_s=1.0)
