@@ -29,6 +29,7 @@ from astroflax.kernels import (
     softmax_attention,
 )
 from astroflax.kernels.astro import calcium_drive
+from astroflax.kernels.astro.core import accumulation_dtype
 from astroflax.nn.sharding import eager_sharding_active, param, partitioned
 
 #: SPEC §5, one row per variant. ``m_div=None`` means "the model's m_div" (the paper's scaling
@@ -250,7 +251,7 @@ class AstroAttention(nnx.Module):
 
     def _features(self, x: Array) -> Array:
         """``φ(x)`` for ``x [B, T, H, n]`` -> ``[B, T, H, m]``, in float32 or wider."""
-        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        x = x.astype(accumulation_dtype(x.dtype))
         if self.feature_map == "elu1":
             return elu1(x)
         W = self._projection().astype(x.dtype)
@@ -308,7 +309,7 @@ class AstroAttention(nnx.Module):
             dt = self.dtype or self.param_dtype
             return KVCache(k=jnp.zeros((batch_size, self.max_len, H, self.m), dt),
                            v=jnp.zeros((batch_size, self.max_len, H, self.d), dt), position=pos)
-        acc = jnp.promote_types(self.dtype or self.param_dtype, jnp.float32)
+        acc = accumulation_dtype(self.dtype or self.param_dtype)
         state = AstroState(S=jnp.zeros((batch_size, H, self.state_width, self.d), acc),
                            z=jnp.zeros((batch_size, H, self.state_width), acc))
         return RecurrentState(astro=state, position=pos)
@@ -353,7 +354,7 @@ class AstroAttention(nnx.Module):
             kc = jax.lax.dynamic_update_slice_in_dim(state.k, k.astype(state.k.dtype), pos, 1)
             vc = jax.lax.dynamic_update_slice_in_dim(state.v, v.astype(state.v.dtype), pos, 1)
             scores = jnp.einsum("bqhm,bkhm->bhqk", q, kc.astype(q.dtype)) / math.sqrt(self.m)
-            visible = (jnp.arange(self.max_len) <= pos)[None, None, None, :]
+            visible = (jnp.arange(self.max_len, dtype=pos.dtype) <= pos)[None, None, None, :]
             probs = jax.nn.softmax(jnp.where(visible, scores, -jnp.inf), axis=-1)
             y = jnp.einsum("bhqk,bkhd->bqhd", probs, vc.astype(probs.dtype)).astype(v.dtype)
             new_state: RecurrentState | KVCache = KVCache(k=kc, v=vc, position=pos + 1)

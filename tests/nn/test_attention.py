@@ -1,0 +1,217 @@
+"""AstroAttention against an independent numpy reference, its variant table, decoding and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from astroflax.nn import VARIANTS, AstroAttention, RandomProjection, init_positional_weights
+from tests.helpers import assert_close, padding_mask
+
+D, H, T_MAX = 8, 2, 9
+
+
+def make(variant, *, causal=False, dtype=jnp.float64, seed=0, **kw):
+    return AstroAttention(D, H, max_len=T_MAX, variant=variant, causal=causal,
+                          param_dtype=dtype, rngs=nnx.Rngs(seed), **kw)
+
+
+def np_(x):
+    return np.asarray(x, np.float64)
+
+
+def phi(x):
+    return np.where(x > 0, x + 1, np.exp(np.minimum(x, 0)))
+
+
+def reference(mod, x, mask, *, causal):
+    """Paper Eq. 8–17 (+ Eq. 12 with an explicit P) written directly in numpy, O(T²)."""
+    x = np_(x)
+    B, T, _ = x.shape
+    mask = np.ones((B, T), bool) if mask is None else np.asarray(mask)
+
+    def proj(lin):
+        return np.einsum("btD,Dhm->bthm", x, np_(lin.kernel[...])) + np_(lin.bias[...])
+
+    q, k, v = proj(mod.query), proj(mod.key), proj(mod.value)
+    if mod.feature_map == "random_features":
+        W = np_(mod.projection[...])  # [H, M, n]
+        n = q.shape[-1]
+
+        def feat(a):
+            a = a * n ** -0.25
+            return (np.exp(np.einsum("bthn,hMn->bthM", a, W) - 0.5 * np.sum(a * a, -1,
+                                                                               keepdims=True))
+                    / np.sqrt(W.shape[1]))
+    else:
+        feat = phi
+    qf, kf = feat(q), feat(k)
+    m = qf.shape[-1]
+    if mod.pos_M is not None:
+        idx = np.arange(T_MAX)
+        A = []
+        for h in range(H):
+            M = np_(mod.pos_M[...][h])
+            P = np.exp(-np.exp(np_(mod.pos_log_decay[...][h])) * np.abs(idx[:, None] - idx[None]))
+            A.append(M.T @ (M @ P @ M.T))
+        af = phi(np.stack(A, 1)[:T])  # [T, H, m]
+    else:
+        af = np.zeros((T, H, m))
+    m_div = m if mod.m_div is None else mod.m_div
+    out = np.zeros(v.shape)
+    for b in range(B):
+        for h in range(H):
+            for i in range(T):
+                if not mask[b, i]:
+                    continue
+                ts = [t for t in range(T) if mask[b, t] and (t <= i or not causal)]
+                S = sum(np.outer(kf[b, t, h] + af[t, h], v[b, t, h]) for t in ts)
+                Hm = 1 / (1 + np.exp(-S / m_div)) if mod.sigmoid else S / m_div
+                z = sum(kf[b, t, h] for t in ts)
+                c = qf[b, i, h] @ z ** mod.alpha
+                out[b, i, h] = (qf[b, i, h] @ Hm) / (c + mod.eps)
+    return np.einsum("bthd,hdD->btD", out, np_(mod.out.kernel[...])) + np_(mod.out.bias[...])
+
+
+def softmax_reference(mod, x, *, causal):
+    x = np_(x)
+
+    def proj(lin):
+        return np.einsum("btD,Dhm->bthm", x, np_(lin.kernel[...])) + np_(lin.bias[...])
+
+    q, k, v = proj(mod.query), proj(mod.key), proj(mod.value)
+    s = np.einsum("bihm,bjhm->bhij", q, k) / np.sqrt(q.shape[-1])
+    if causal:
+        T = x.shape[1]
+        s = np.where(np.tril(np.ones((T, T), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    out = np.einsum("bhij,bjhd->bihd", p, v)
+    return np.einsum("bthd,hdD->btD", out, np_(mod.out.kernel[...])) + np_(mod.out.bias[...])
+
+
+ASTRO_FAMILY = [v for v in VARIANTS if v != "softmax"]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("variant", ASTRO_FAMILY)
+def test_astro_family_matches_numpy_reference_with_padding(variant, causal):
+    mod = make(variant, causal=causal, m_div=3.0 if VARIANTS[variant]["m_div"] is None else None)
+    x = jax.random.normal(jax.random.key(1), (2, 7, D), jnp.float64)
+    mask = None if causal else padding_mask(2, 7, [7, 4])
+    assert_close(mod(x, mask=mask), reference(mod, x, mask, causal=causal), rtol=1e-9,
+                 name=variant)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_matches_numpy_reference(causal):
+    # float32: jax.nn.dot_product_attention cannot take float64 under strict dtype promotion.
+    mod = make("softmax", causal=causal, dtype=jnp.float32)
+    x = jax.random.normal(jax.random.key(2), (2, 6, D), jnp.float32)
+    assert_close(mod(x), softmax_reference(mod, x, causal=causal), rtol=1e-5)
+
+
+def test_variant_table_is_spec_section_5():
+    rows = {name: (r.get("feature_map"), r.get("alpha"), r.get("sigmoid"), r.get("positional"))
+            for name, r in VARIANTS.items()}
+    assert rows == {
+        "astro": ("elu1", 0.25, True, True),
+        "astro_no_pe": ("elu1", 0.25, True, False),
+        "astro_no_nonlin": ("elu1", 1.0, False, True),
+        "kozachkov_iso": ("elu1", 1.0, False, False),
+        "kozachkov_rf": ("random_features", 1.0, False, False),
+        "linear": ("elu1", 1.0, False, False),
+        "softmax": (None, None, None, None),
+    }
+    assert VARIANTS["linear"]["m_div"] == 1.0
+
+
+def test_kernel_argument_receives_the_variant_settings_and_overrides():
+    seen = {}
+
+    def spy(q, k, v, **kw):
+        seen.update(kw)
+        return jnp.zeros(v.shape, v.dtype)
+
+    mod = make("astro", kernel=spy, alpha=0.5, m_div=7.0)
+    out = mod(jnp.ones((1, 5, D), jnp.float64))
+    assert out.shape == (1, 5, D)
+    assert seen["alpha"] == 0.5 and seen["sigmoid"] is True and seen["m_div"] == 7.0
+    assert seen["pos_keys"].shape == (T_MAX, H, D // H)
+    assert seen["feature_map"] == "elu1" and seen["causal"] is False
+
+
+def test_positional_init_gives_unit_std_activity_for_any_window():
+    for t_max, m in [(16, 4), (400, 32)]:
+        M = init_positional_weights(jax.random.key(0), 2, m, t_max, decay=0.1)
+        mod = AstroAttention(2 * m, 2, max_len=t_max, rngs=nnx.Rngs(0))
+        mod.pos_M[...] = M
+        A = np.asarray(mod.positional_keys())  # [T_max, H, m]
+        assert_close(A.std(axis=(0, 2)), np.ones(2), rtol=1e-4)
+
+
+def test_decay_is_positive_and_learnable():
+    mod = make("astro")
+    assert_close(np.exp(np_(mod.pos_log_decay[...])), np.full(H, 0.1), rtol=1e-12)
+    x = jax.random.normal(jax.random.key(3), (1, 5, D), jnp.float64)
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(mod)
+    assert np.all(np.abs(np_(grads.pos_log_decay[...])) > 0)
+    assert np.all(np.abs(np_(grads.pos_M[...])) > 0)
+
+
+def test_random_projection_is_fixed_not_a_param():
+    mod = make("kozachkov_rf", num_features=6)
+    assert isinstance(mod.projection, RandomProjection)
+    assert mod.projection[...].shape == (H, 6, D // H)
+    params = nnx.state(mod, nnx.Param)
+    assert "projection" not in params
+    assert "projection" in nnx.state(mod, RandomProjection)
+    # Drawn from rngs: same seed, same matrix; another seed, another.
+    assert np.array_equal(make("kozachkov_rf", seed=0).projection[...], make(
+        "kozachkov_rf", seed=0).projection[...])
+    assert not np.array_equal(make("kozachkov_rf", seed=0).projection[...], make(
+        "kozachkov_rf", seed=1).projection[...])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_prefill_then_steps_equal_the_full_causal_pass(variant):
+    dtype, rtol = (jnp.float32, 1e-5) if variant == "softmax" else (jnp.float64, 1e-9)
+    mod = make(variant, causal=True, dtype=dtype)
+    x = jax.random.normal(jax.random.key(4), (2, 7, D), dtype)
+    full = mod(x)
+    y, state = mod.prefill(x[:, :3])
+    outs = [y]
+    for t in range(3, 7):
+        y_t, state = mod.step(x[:, t], state)
+        outs.append(y_t[:, None])
+    assert int(state.position) == 7
+    assert_close(jnp.concatenate(outs, axis=1), full, rtol=rtol, name=variant)
+    # From the empty state too.
+    state = mod.init_state(2)
+    steps = []
+    for t in range(7):
+        y_t, state = mod.step(x[:, t], state)
+        steps.append(y_t)
+    assert_close(jnp.stack(steps, axis=1), full, rtol=rtol, name=variant)
+
+
+def test_unknown_variant_lists_allowed():
+    with pytest.raises(ValueError, match=r"allowed: .*'astro'.*'softmax'"):
+        make("astrox")
+
+
+def test_sequence_longer_than_max_len_is_a_clear_error():
+    mod = make("astro")
+    with pytest.raises(ValueError, match=r"exceeds the model's max_len \(T_max\) 9; allowed: 1..9"):
+        mod(jnp.ones((1, T_MAX + 1, D), jnp.float64))
+
+
+def test_softmax_rejects_astro_only_settings():
+    with pytest.raises(ValueError, match="astro-family variants only"):
+        make("softmax", alpha=0.5)
+
+
+def test_decoding_needs_a_causal_layer():
+    with pytest.raises(ValueError, match="causal=True"):
+        make("astro").init_state(1)
