@@ -2,9 +2,9 @@
 
 Per head: ``P_ij = exp(-decay·|i - j|)`` (the paper says only "distance-based"; this is the
 form of the authors' follow-up RMAAT), ``D = M P Mᵀ [m, m]``, ``A = Mᵀ D [L, m]`` (the paper
-ties ``W_rel = Mᵀ``). ``P`` is never built: with ``X = Mᵀ``, ``P X`` is a forward plus a
-backward first-order linear recurrence, ``F_i = X_i + r F_{i-1}``, ``B_i = X_i + r B_{i+1}``,
-``P X = F + B - X`` with ``r = exp(-decay)``. Each recurrence runs chunk-wise: a ``[c, c]``
+ties ``W_rel = Mᵀ``). ``P`` is never built: along each row of ``M``, ``M P`` is a forward plus
+a backward first-order linear recurrence, ``F_i = x_i + r F_{i-1}``, ``B_i = x_i + r B_{i+1}``,
+``M P = F + B - M`` with ``r = exp(-decay)``. Each recurrence runs chunk-wise: a ``[c, c]``
 decay matmul inside each chunk and a ``lax.scan`` of ``[m]`` carries across chunks.
 """
 
@@ -21,37 +21,41 @@ from astroflax.kernels.astro.core import accumulation_dtype
 
 
 def _decaying_prefix_sum(x: Array, decay: Array, chunk_size: int) -> Array:
-    """``F_i = Σ_{j<=i} exp(-decay·(i - j)) x_j`` for ``x [L, m]``, chunk by chunk."""
-    L, m = x.shape
+    """``F[:, i] = Σ_{j<=i} exp(-decay·(i - j)) x[:, j]`` along the last axis of ``x [m, L]``.
+
+    Works on ``Mᵀ``'s transpose, ``M [m, L]`` as stored, so the in-chunk step is one plain
+    ``[m·n, c] @ [c, c]`` matmul with no layout copies.
+    """
+    m, L = x.shape
     c = min(chunk_size, L)
     num_chunks = -(-L // c)
-    xc = jnp.pad(x, ((0, num_chunks * c - L), (0, 0))).reshape(num_chunks, c, m)
+    xc = jnp.pad(x, ((0, 0), (0, num_chunks * c - L))).reshape(m, num_chunks, c)
     steps = jnp.arange(c, dtype=x.dtype)
-    lag = steps[:, None] - steps[None, :]
+    lag = steps[:, None] - steps[None, :]  # lag[i, j] = i - j
     # exp of a clamped lag, then where: no overflow from negative lags, exact zeros above.
     within = jnp.where(lag >= 0, jnp.exp(-decay * jnp.maximum(lag, 0)), 0)  # [c, c]
-    local = jnp.einsum("ij,njm->nim", within, xc)  # prefix sums that start at each chunk
-    into_chunk = jnp.exp(-decay * (steps + 1))  # weight of the carry at each row: r^(i+1)
+    local = jnp.einsum("mnj,ij->mni", xc, within)  # prefix sums that restart at each chunk
+    into_chunk = jnp.exp(-decay * (steps + 1))  # weight of the incoming carry at row i: r^(i+1)
     across = jnp.exp(-decay * c)
 
     def carry_step(carry: Array, chunk_total: Array) -> tuple[Array, Array]:
         return across * carry + chunk_total, carry
 
     # carries[n] = F at the end of chunk n-1 (zero for the first chunk).
-    _, carries = jax.lax.scan(carry_step, jnp.zeros((m,), x.dtype), local[:, -1])
-    out = local + into_chunk[None, :, None] * carries[:, None, :]
-    return out.reshape(num_chunks * c, m)[:L]
+    _, carries = jax.lax.scan(carry_step, jnp.zeros((m,), x.dtype), local[:, :, -1].T)
+    out = local + carries.T[:, :, None] * into_chunk
+    return out.reshape(m, num_chunks * c)[:, :L]
 
 
-def toeplitz_decay_apply(x: Array, decay: Array | float, *, chunk_size: int = 64) -> Array:
-    """``P x`` with ``P_ij = exp(-decay·|i - j|)``, for ``x [L, m]``, without forming ``P``."""
+def toeplitz_decay_apply(x: Array, decay: Array | float, *, chunk_size: int = 32) -> Array:
+    """``x P`` with ``P_ij = exp(-decay·|i - j|)`` (symmetric), for ``x [m, L]``, without ``P``."""
     forward = _decaying_prefix_sum(x, decay, chunk_size)
-    backward = _decaying_prefix_sum(x[::-1], decay, chunk_size)[::-1]
+    backward = _decaying_prefix_sum(x[:, ::-1], decay, chunk_size)[:, ::-1]
     return forward + backward - x
 
 
 def astro_positional(M: Array, *, decay: Array | float, length: int,
-                     chunk_size: int = 64) -> Array:
+                     chunk_size: int = 32) -> Array:
     """Raw astrocytic positional activity ``A = Mᵀ (M P Mᵀ)`` of one head (Eq. 12).
 
     Args:
@@ -81,7 +85,7 @@ def astro_positional(M: Array, *, decay: Array | float, length: int,
 
 @functools.partial(jax.jit, static_argnames=("length", "chunk_size"))
 def _astro_positional(M: Array, decay: Array, *, length: int, chunk_size: int) -> Array:
-    x = M[:, :length].T.astype(decay.dtype)  # X = Mᵀ, [L, m]
-    px = toeplitz_decay_apply(x, decay, chunk_size=chunk_size)  # P Mᵀ, [L, m]
-    d_matrix = x.T @ px  # D = M P Mᵀ, [m, m]
-    return x @ d_matrix  # A = Mᵀ D, [L, m]
+    m_l = M[:, :length].astype(decay.dtype)  # [m, L]
+    mp = toeplitz_decay_apply(m_l, decay, chunk_size=chunk_size)  # M P, [m, L]
+    d_matrix = jnp.einsum("ml,nl->mn", mp, m_l)  # D = M P Mᵀ, [m, m]
+    return jnp.einsum("ml,mn->ln", m_l, d_matrix)  # A = Mᵀ D, [L, m]

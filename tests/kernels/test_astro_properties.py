@@ -157,3 +157,16 @@ def test_auto_mode_is_logged(caplog):
     with caplog.at_level(logging.INFO, logger="astroflax.kernels.astro.api"):
         astro_attention(q, k, v, causal=True, chunk_size=32)
     assert "'chunk'" in caplog.text and "T=70" in caplog.text
+
+
+@pytest.mark.parametrize(("causal", "mode"), CAUSAL_AND_MODE)
+def test_head_major_layout_equals_default_layout(causal, mode):
+    q, k, v, pos = random_qkv(8, T=21)
+    mask = padding_mask(2, 21, [21, 15])
+    kw = dict(causal=causal, mode=mode, chunk_size=8, mask=mask, return_state=True)
+    out, state = astro_attention(q, k, v, pos_keys=pos, **kw)
+    head_major = [jnp.swapaxes(x, 1, 2) for x in (q, k, v)]
+    out_h, state_h = astro_attention(*head_major, pos_keys=jnp.swapaxes(pos, 0, 1),
+                                     layout="BHTD", **kw)
+    assert_close(jnp.swapaxes(out_h, 1, 2), out, rtol=1e-14)
+    assert_close(state_h.S, state.S, rtol=1e-14)

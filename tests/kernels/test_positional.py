@@ -28,7 +28,7 @@ def test_matches_explicit_toeplitz(length, decay, chunk_size):
 
 def test_toeplitz_apply_on_identity_rebuilds_p():
     L = 37
-    P = toeplitz_decay_apply(jnp.eye(L, dtype=jnp.float64), 0.3, chunk_size=8)
+    P = toeplitz_decay_apply(jnp.eye(L, dtype=jnp.float64), 0.3, chunk_size=8)  # I P = P
     idx = np.arange(L)
     assert_close(P, np.exp(-0.3 * np.abs(idx[:, None] - idx[None, :])), rtol=1e-13)
 

@@ -23,6 +23,7 @@ from astroflax.kernels.astro.recurrent import recurrent
 from astroflax.kernels.feature_maps import FEATURE_MAPS
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
+LAYOUTS = ("BTHD", "BHTD")
 
 _log = logging.getLogger(__name__)
 
@@ -54,18 +55,27 @@ def resolve_mode(mode: str, *, causal: bool, seq_len: int, chunk_size: int) -> s
     return chosen
 
 
+def _to_bthd(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    # Canonical (batch, seq, heads, dim) view of a rank-4 shape given in `layout`.
+    return shape if layout == "BTHD" else (shape[0], shape[2], shape[1], shape[3])
+
+
 def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_div, eps,
-              feature_map, chunk_size) -> int:
+              feature_map, chunk_size, layout) -> int:
     """Checks every argument; returns ``m``, the state width (hidden neurons per head)."""
-    B, T, H, n = check_rank("q", q, 4, "[batch, seq, heads, m]")
-    k_shape = check_rank("k", k, 4, "[batch, seq, heads, m]")
-    v_shape = check_rank("v", v, 4, "[batch, seq, heads, d]")
+    if layout not in LAYOUTS:
+        fail("layout", f"one of {LAYOUTS}", repr(layout))
+    axes = "[batch, seq, heads, {}]" if layout == "BTHD" else "[batch, heads, seq, {}]"
+    B, T, H, n = _to_bthd(check_rank("q", q, 4, axes.format("m")), layout)
+    k_shape = _to_bthd(check_rank("k", k, 4, axes.format("m")), layout)
+    v_shape = _to_bthd(check_rank("v", v, 4, axes.format("d")), layout)
     if k_shape[2] != H or v_shape[2] != H:
-        fail("k/v heads", f"{H} heads like q (axis 2)", f"k: {k_shape[2]}, v: {v_shape[2]}")
+        fail("k/v heads", f"{H} heads like q", f"k: {k_shape[2]}, v: {v_shape[2]}")
     if k_shape != (B, T, H, n):
-        fail("k", f"the shape of q {(B, T, H, n)}", k_shape)
+        fail("k", f"the shape of q {tuple(q.shape)}", tuple(k.shape))
     if v_shape[:3] != (B, T, H):
-        fail("v", f"shape [{B}, {T}, {H}, d] (batch, seq and heads of q)", v_shape)
+        fail("v", f"batch, seq and heads of q ({B}, {T}, {H}) in layout {layout}",
+             tuple(v.shape))
     if feature_map not in FEATURE_MAPS:
         fail("feature_map", f"one of {FEATURE_MAPS}", repr(feature_map))
     m = n
@@ -79,9 +89,12 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_di
     elif projection is not None:
         fail("projection", "None unless feature_map='random_features'", shape_of(projection))
     if pos_keys is not None:
-        p = check_rank("pos_keys", pos_keys, 3, "[seq, heads, m]")
-        if p[0] < T or p[1] != H or p[2] != m:
-            fail("pos_keys", f"shape [>= {T}, {H}, {m}] (at least as long as the sequence)", p)
+        p = check_rank("pos_keys", pos_keys, 3, "[seq, heads, m]" if layout == "BTHD"
+                       else "[heads, seq, m]")
+        t_pos, h_pos = (p[0], p[1]) if layout == "BTHD" else (p[1], p[0])
+        if t_pos < T or h_pos != H or p[2] != m:
+            want = f"[>= {T}, {H}, {m}]" if layout == "BTHD" else f"[{H}, >= {T}, {m}]"
+            fail("pos_keys", f"shape {want} (at least as long as the sequence)", p)
     if mask is not None and (shape_of(mask) != (B, T) or jnp.dtype(mask.dtype) != jnp.bool_):
         fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
              f"{getattr(mask, 'dtype', type(mask))} {shape_of(mask)}")
@@ -99,12 +112,14 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_di
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "mode", "chunk_size", "params",
-                                             "feature_map"))
+                                             "feature_map", "layout"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
-                     chunk_size, params, feature_map):
-    _B, T, _H, _ = q.shape
+                     chunk_size, params, feature_map, layout):
+    # Per example, q is [T, H, m] (BTHD) or [H, T, m] (BHTD); pos_keys likewise without batch.
+    head_axis = 1 if layout == "BTHD" else 0
+    T = q.shape[1 + (1 - head_axis)]
     if pos_keys is not None:
-        pos_keys = pos_keys[:T]
+        pos_keys = jax.lax.slice_in_dim(pos_keys, 0, T, axis=1 - head_axis)
     if mode == "parallel":
         head_fn = functools.partial(parallel, causal=causal, params=params, feature_map=feature_map)
     elif mode == "chunk":
@@ -117,8 +132,9 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
         head_fn,
         # q, k, v, pos_keys, mask, projection, initial_state
         batch_axes=(0, 0, 0, None, 0, None, 0),
-        head_axes=(1, 1, 1, 1, None, 0 if per_head_projection else None, 0),
-        out_batch_axes=(0, 0), out_head_axes=(1, 0))
+        head_axes=(head_axis, head_axis, head_axis, head_axis, None,
+                   0 if per_head_projection else None, 0),
+        out_batch_axes=(0, 0), out_head_axes=(head_axis, 0))
     return lifted(q, k, v, pos_keys, mask, projection, initial_state)
 
 
@@ -127,8 +143,8 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
                     pos_keys: Array | None = None, mask: Array | None = None,
                     feature_map: str = "elu1", projection: Array | None = None,
                     mode: str = "auto", chunk_size: int = 64, eps: float = 1e-6,
-                    initial_state: AstroState | None = None,
-                    return_state: bool = False) -> Array | tuple[Array, AstroState]:
+                    initial_state: AstroState | None = None, return_state: bool = False,
+                    layout: str = "BTHD") -> Array | tuple[Array, AstroState]:
     """Astromorphic attention (paper Eq. 8–17; SPEC §2–4), batched over examples and heads.
 
     Per head: ``S = Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``H = σ(S / m_div)`` (Eq. 11),
@@ -158,18 +174,23 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
       initial_state: ``AstroState(S [B, H, m, d], z [B, H, m])`` of earlier tokens, to continue
         a sequence (split and resume); None starts empty.
       return_state: also return the state after the last token.
+      layout: ``"BTHD"`` (``[B, T, H, *]``, as ``jax.nn.dot_product_attention``; the default)
+        or ``"BHTD"`` (``[B, H, T, *]`` for q, k, v and out, ``[H, T_pos, m]`` for pos_keys).
+        Per-head matmuls need each head's ``[T, *]`` block contiguous, so BTHD inputs are
+        transposed inside (on XLA:CPU that costs as much as the attention maths itself, see
+        benchmarks/README.md); a model that projects straight into BHTD avoids it.
 
     Returns:
-      ``[B, T, H, d]`` in ``v``'s dtype (sums in float32, or float64 for float64 inputs); with
-      ``return_state``, ``(out, AstroState)`` with float32/float64 ``S [B, H, m, d]``,
-      ``z [B, H, m]``.
+      ``[B, T, H, d]`` (or ``[B, H, T, d]`` for BHTD) in ``v``'s dtype (sums in float32, or
+      float64 for float64 inputs); with ``return_state``, ``(out, AstroState)`` with
+      float32/float64 ``S [B, H, m, d]``, ``z [B, H, m]``.
 
     Raises:
       ValueError: on a bad argument, naming it and what was expected, before tracing.
     """
     m = _validate(q, k, v, pos_keys, mask, projection, initial_state, alpha=alpha, m_div=m_div,
-                  eps=eps, feature_map=feature_map, chunk_size=chunk_size)
-    B, T, H, _ = q.shape
+                  eps=eps, feature_map=feature_map, chunk_size=chunk_size, layout=layout)
+    B, T, H, _ = _to_bthd(q.shape, layout)
     d = v.shape[-1]
     mode = resolve_mode(mode, causal=causal, seq_len=T, chunk_size=chunk_size)
     params = ReadParams(alpha=float(alpha), sigmoid=bool(sigmoid),
@@ -179,5 +200,5 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         initial_state = AstroState(S=jnp.zeros((B, H, m, d), acc), z=jnp.zeros((B, H, m), acc))
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
                                   causal=bool(causal), mode=mode, chunk_size=chunk_size,
-                                  params=params, feature_map=feature_map)
+                                  params=params, feature_map=feature_map, layout=layout)
     return (out, state) if return_state else out

@@ -1,0 +1,175 @@
+"""Kernel benchmarks: the ratios of issue 2, each measured in one run on this machine.
+
+Command: ``python -m benchmarks.kernels [--quick] [--json PATH]`` (B=1, H=8, m=d=64, float32).
+
+1. Non-causal astro forward (sigmoid, alpha, pos_keys on) against the two bare matmuls it
+   needs, ``φ(K)ᵀV`` and ``φ(Q)H``, on head-major arrays (no transposes: the strictest
+   baseline), for both kernel layouts.
+2. Softmax / astro time over T, and the crossover T from which astro is faster.
+3. Causal chunk mode with the sigmoid, forward+backward: compiled memory (temp + arguments +
+   outputs - aliased, XLA:CPU with YNN fusions off so their scratch is counted; run in a
+   subprocess because the flag must precede JAX's start) at T and 2T, against the same
+   computation materialising all T prefix states (``mode="parallel"``).
+4. ``astro_positional`` time at 2L against L.
+
+``--quick`` shrinks T to 4096 (the README's first-run job, about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from astroflax.kernels import astro_attention, astro_positional, softmax_attention
+from benchmarks._common import best_time, machine, print_table
+
+B, H, M, D = 1, 8, 64, 64
+MEMORY_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def _inputs(T: int, layout: str):
+    keys = jax.random.split(jax.random.key(0), 4)
+    shape = (B, T, H, M) if layout == "BTHD" else (B, H, T, M)
+    q, k, v = (jax.random.normal(kk, shape, jnp.float32) for kk in keys[:3])
+    pos_shape = (T, H, M) if layout == "BTHD" else (H, T, M)
+    return q, k, v, 0.5 * jax.random.normal(keys[3], pos_shape, jnp.float32)
+
+
+def forward_vs_matmuls(T: int, repeats: int) -> list[dict]:
+    q, k, v, _ = _inputs(T, "BHTD")
+    two_matmuls = jax.jit(lambda q, k, v: jnp.einsum(
+        "bhtm,bhmd->bhtd", q, jnp.einsum("bhtm,bhtd->bhmd", k, v)))
+    t_mm = best_time(two_matmuls, q, k, v, repeats=repeats)
+    rows = []
+    for layout in ("BHTD", "BTHD"):
+        q, k, v, pos = _inputs(T, layout)
+        fn = jax.jit(lambda q, k, v, pos, layout=layout: astro_attention(
+            q, k, v, pos_keys=pos, alpha=0.25, sigmoid=True, layout=layout))
+        t = best_time(fn, q, k, v, pos, repeats=repeats)
+        rows.append(dict(layout=layout, T=T, astro_ms=1e3 * t, two_matmuls_ms=1e3 * t_mm,
+                         ratio=t / t_mm))
+    return rows
+
+
+def softmax_vs_astro(lengths: list[int], repeats: int) -> list[dict]:
+    rows = []
+    astro = jax.jit(lambda q, k, v, pos: astro_attention(q, k, v, pos_keys=pos))
+    soft = jax.jit(lambda q, k, v: softmax_attention(q, k, v))
+    for T in lengths:
+        q, k, v, pos = _inputs(T, "BTHD")
+        reps = repeats if T <= 4096 else max(1, repeats // 3)
+        t_astro = best_time(astro, q, k, v, pos, repeats=reps)
+        t_soft = best_time(soft, q, k, v, repeats=reps)
+        rows.append(dict(T=T, softmax_ms=1e3 * t_soft, astro_ms=1e3 * t_astro,
+                         softmax_over_astro=t_soft / t_astro))
+    return rows
+
+
+def crossover(rows: list[dict]) -> int | None:
+    """The smallest measured T from which astro stays faster than softmax."""
+    for i, row in enumerate(rows):
+        if all(r["softmax_over_astro"] > 1 for r in rows[i:]):
+            return row["T"]
+    return None
+
+
+def compiled_bytes(T: int, mode: str, chunk_size: int = 64) -> int:
+    """Temp + arguments + outputs - aliased bytes of causal sigmoid fwd+bwd (grads of q, k, v)."""
+    spec = jax.ShapeDtypeStruct((B, H, T, M), jnp.float32)
+    pos = jax.ShapeDtypeStruct((H, T, M), jnp.float32)
+
+    def loss(q, k, v, pos):
+        out = astro_attention(q, k, v, causal=True, pos_keys=pos, mode=mode,
+                              chunk_size=chunk_size, layout="BHTD")
+        return jnp.sum(out)
+
+    stats = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(spec, spec, spec, pos).compile()
+    m = stats.memory_analysis()
+    return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+            - m.alias_size_in_bytes)
+
+
+def memory_rows(T: int) -> list[dict]:
+    chunk_T, chunk_2T = compiled_bytes(T, "chunk"), compiled_bytes(2 * T, "chunk")
+    all_states = compiled_bytes(T, "parallel")
+    analytic = B * H * T * M * D * 4
+    return [dict(T=T, chunk_bytes=chunk_T, chunk_2T_bytes=chunk_2T,
+                 growth_2T_over_T=chunk_2T / chunk_T, all_prefix_states_bytes=all_states,
+                 one_copy_of_all_states_bytes=analytic,
+                 all_states_over_chunk=all_states / chunk_T)]
+
+
+def positional_rows(L: int, repeats: int) -> list[dict]:
+    keys = jax.random.split(jax.random.key(1), 2)
+    decay = jnp.full((H,), 0.1, jnp.float32)
+
+    def make(length):
+        Ms = 0.1 * jax.random.normal(keys[0], (H, M, length), jnp.float32)
+        fn = jax.jit(jax.vmap(lambda m, s: astro_positional(m, decay=s, length=length)))
+        return best_time(fn, Ms, decay, repeats=repeats)
+
+    t1, t2 = make(L), make(2 * L)
+    return [dict(L=L, ms_L=1e3 * t1, ms_2L=1e3 * t2, ratio_2L_over_L=t2 / t1)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="T=4096 instead of 16384")
+    parser.add_argument("--json", default=None, help="save the results here")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--memory-only", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_only is not None:  # the subprocess of section 3
+        print(json.dumps(memory_rows(args.memory_only)))
+        return
+
+    T = 4096 if args.quick else 16384
+    results = {"machine": machine(), "config": dict(B=B, H=H, m=M, d=D, dtype="float32")}
+    results["forward_vs_matmuls"] = forward_vs_matmuls(T, args.repeats)
+    print_table(f"Non-causal astro forward / two bare matmuls (T={T}; target <= 2.0)",
+                ["layout", "astro ms", "2 matmuls ms", "ratio"],
+                [[r["layout"], r["astro_ms"], r["two_matmuls_ms"], r["ratio"]]
+                 for r in results["forward_vs_matmuls"]])
+
+    lengths = [2**i for i in range(4, 15) if 2**i <= T]
+    results["softmax_vs_astro"] = rows = softmax_vs_astro(lengths, args.repeats)
+    results["crossover_T"] = crossover(rows)
+    print_table(f"Softmax / astro (BTHD; target >= 50 at T={T}); crossover T = "
+                f"{results['crossover_T']}", ["T", "softmax ms", "astro ms", "softmax/astro"],
+                [[r["T"], r["softmax_ms"], r["astro_ms"], r["softmax_over_astro"]] for r in rows])
+
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + MEMORY_FLAG))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.kernels", "--memory-only", str(T)],
+                          env=env, capture_output=True, text=True, check=True)
+    results["causal_chunk_memory"] = mem = json.loads(proc.stdout.strip().splitlines()[-1])
+    print_table("Causal chunk fwd+bwd compiled memory (targets: 2T/T <= 2.2; all-states/chunk "
+                ">= 10)", ["T", "chunk MB", "chunk at 2T MB", "2T/T", "all prefix states MB",
+                           "one copy of all states MB", "all-states/chunk"],
+                [[r["T"], r["chunk_bytes"] / 2**20, r["chunk_2T_bytes"] / 2**20,
+                  r["growth_2T_over_T"], r["all_prefix_states_bytes"] / 2**20,
+                  r["one_copy_of_all_states_bytes"] / 2**20, r["all_states_over_chunk"]]
+                 for r in mem])
+
+    L = 8192 if args.quick else 16384
+    results["positional"] = pos_rows = positional_rows(L, args.repeats)
+    print_table("astro_positional, 8 heads, m=64 (target: 2L/L <= 2.3)",
+                ["L", "ms at L", "ms at 2L", "2L/L"],
+                [[r["L"], r["ms_L"], r["ms_2L"], r["ratio_2L_over_L"]] for r in pos_rows])
+    m = results["machine"]
+    print(f"\n{m['date']} | {m['cpu']} | {m['cpu_count']} cores | load {m['load_avg_1min']} | "
+          f"jax {m['jax']} {m['backend']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()
