@@ -10,6 +10,7 @@ Generation: :meth:`AstroAttention.init_state`, :meth:`AstroAttention.prefill` an
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -91,6 +92,8 @@ class KVCache(NamedTuple):
     position: Array
 
 
+@functools.partial(jax.jit, static_argnames=("num_heads", "m", "max_len", "decay", "target_std",
+                                             "dtype"))
 def init_positional_weights(key: Array, num_heads: int, m: int, max_len: int, *,
                             decay: float, target_std: float = 1.0,
                             dtype: Any = jnp.float32) -> Array:
