@@ -9,10 +9,8 @@ Goal (issue 6): <= 60 s after compilation on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import time
 
 import jax
@@ -26,21 +24,11 @@ from astroflax.biology.calcium import (
     summarise,
 )
 from astroflax.biology.params import ANParams
+from benchmarks._common import cpu_name, machine
 
 RATES_HZ = np.arange(1.0, 11.0)
 SEEDS = np.arange(8)
 DURATION_S, TRANSIENT_S = 400.0, 100.0
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn):
@@ -68,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     fit = fit_alpha(curve)["fit"]
 
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores",
+        "date": machine()["date"][:10],
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPU cores",
         "jax": jax.__version__, "backend": jax.default_backend(),
         "workload": f"{RATES_HZ.size} rates x {SEEDS.size} seeds x {DURATION_S:g} s, dt = 1 ms",
         "first_call_s_including_compile": first, "run_s": times, "best_run_s": min(times),

@@ -18,13 +18,9 @@ from astroflax.kernels.astro.core import (
     AstroState,
     ReadParams,
     accumulation_dtype,
-    causal_linear_read,
+    causal_block,
     featurize,
-    last_state,
     mask_queries,
-    prefix_states,
-    read,
-    write,
 )
 
 
@@ -65,13 +61,7 @@ def chunk(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | No
         q_c, k_c, v_c, pos_c, mask_c = xs
         q_feat, k_feat, pos_feat = featurize(q_c, k_c, pos_c, mask_c, feature_map=feature_map,
                                              projection=projection, dtype=dtype)
-        if params.sigmoid:
-            states = prefix_states(state, k_feat, v_c, pos_feat)
-            out = read(states, q_feat, params)
-            new_state = last_state(states)
-        else:
-            out = causal_linear_read(state, q_feat, k_feat, v_c, pos_feat, params)
-            new_state = write(state, k_feat, v_c, pos_feat)
+        out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params)
         return new_state, mask_queries(out, mask_c)
 
     final_state, outs = jax.lax.scan(one_chunk, initial_state, chunks)

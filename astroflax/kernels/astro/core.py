@@ -198,9 +198,27 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
     return normalise(numerator, calcium, params.eps)
 
 
-def last_state(states: AstroState) -> AstroState:
-    """The final state of a stack of prefix states (``S [T, m, d]`` -> ``[m, d]``)."""
-    return AstroState(S=states.S[-1], z=states.z[-1])
+def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
+                 pos_feat: Array | None, params: ReadParams) -> tuple[Array, AstroState]:
+    """Causal attention within one block of tokens that follows ``state`` (SPEC §4).
+
+    Sigmoid on: the block's prefix states ``[T, m, d]`` are materialised and read one by one
+    (the sigmoid of Eq. 11 is nonlinear in the prefix). Sigmoid off: the masked-score form of
+    :func:`causal_linear_read`, ``O(T²)`` scores instead of ``O(T·m·d)`` states.
+
+    Args:
+      state: ``S [m, d]``, ``z [m]`` of the tokens before the block.
+      q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
+      params: read hyperparameters.
+
+    Returns:
+      ``(out [T, d], state after the block)``.
+    """
+    if params.sigmoid:
+        states = prefix_states(state, k_feat, v, pos_feat)
+        return read(states, q_feat, params), AstroState(S=states.S[-1], z=states.z[-1])
+    out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
+    return out, write(state, k_feat, v, pos_feat)
 
 
 def mask_queries(out: Array, mask: Array | None) -> Array:

@@ -14,11 +14,9 @@ from astroflax.kernels.astro.core import (
     AstroState,
     ReadParams,
     accumulation_dtype,
-    causal_linear_read,
+    causal_block,
     featurize,
-    last_state,
     mask_queries,
-    prefix_states,
     read,
     write,
 )
@@ -43,14 +41,9 @@ def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array |
     dtype = accumulation_dtype(v.dtype)
     q_feat, k_feat, pos_feat = featurize(q, k, pos_keys, mask, feature_map=feature_map,
                                          projection=projection, dtype=dtype)
-    if not causal:
+    if causal:
+        out, state = causal_block(initial_state, q_feat, k_feat, v, pos_feat, params)
+    else:
         state = write(initial_state, k_feat, v, pos_feat)
         out = read(state, q_feat, params)
-    elif params.sigmoid:
-        states = prefix_states(initial_state, k_feat, v, pos_feat)
-        out = read(states, q_feat, params)
-        state = last_state(states)
-    else:
-        out = causal_linear_read(initial_state, q_feat, k_feat, v, pos_feat, params)
-        state = write(initial_state, k_feat, v, pos_feat)
     return mask_queries(out, mask).astype(v.dtype), state
