@@ -58,6 +58,12 @@ GRAD_CASES = [
     ("chunk", True, 32, 65, 0.25, False),
     ("recurrent", True, 64, 7, 0.25, True),
     ("recurrent", True, 64, 7, 1.0, False),
+    # The remaining lengths of the forward grid, so every T is also checked for gradients.
+    ("chunk", True, 16, 1, 0.25, True),
+    ("parallel", False, 64, 63, 0.25, True),
+    ("chunk", True, 64, 64, 0.25, True),
+    ("chunk", True, 16, 200, 0.25, True),
+    ("chunk", True, 16, 200, 0.25, False),
 ]
 
 
