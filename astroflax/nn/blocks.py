@@ -21,19 +21,45 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
+from astroflax.kernels.astro.core import accumulation_dtype
 from astroflax.nn.attention import AstroAttention, KVCache, RecurrentState, check_variant
-from astroflax.nn.sharding import partitioned
+from astroflax.nn.sharding import param, partitioned
 
 NORMS = ("post", "pre")
 
 
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis: ``x [..., D] -> [..., D]`` in ``x``'s dtype.
+
+    Statistics in float32 (float64 for float64 inputs) whatever the input dtype. Written out
+    rather than ``nnx.LayerNorm``, whose statistics use ``jnp.promote_types(dtype, float32)``
+    and so fail for bfloat16 and float64 under strict dtype promotion.
+    """
+
+    def __init__(self, features: int, *, epsilon: float = 1e-6, param_dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
+        """Builds ``scale`` (ones) and ``bias`` (zeros), ``[D]``, annotated ``("embed",)``."""
+        del rngs  # deterministic init; kept for the module convention
+        self.epsilon = epsilon
+        self.scale = param(jnp.ones((features,), param_dtype), ("embed",))
+        self.bias = param(jnp.zeros((features,), param_dtype), ("embed",))
+
+    def __call__(self, x: Array) -> Array:
+        """``x [..., D] -> [..., D]``."""
+        acc = accumulation_dtype(x.dtype)
+        xf = x.astype(acc)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * self.scale[...].astype(acc) + self.bias[...].astype(acc)
+        return y.astype(x.dtype)
+
+
 def layer_norm(features: int, *, dtype: Any = None, param_dtype: Any = jnp.float32,
-               rngs: nnx.Rngs) -> nnx.LayerNorm:
-    """``nnx.LayerNorm`` over the last axis ``[..., D]`` with ``("embed",)`` annotations."""
-    return nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype,
-                         scale_init=partitioned(nnx.initializers.ones_init(), ("embed",)),
-                         bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
-                         rngs=rngs)
+               rngs: nnx.Rngs) -> LayerNorm:
+    """A :class:`LayerNorm` over ``[..., D]`` (``dtype`` is the input's; kept for symmetry)."""
+    del dtype
+    return LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
 
 
 def dense(in_features: int, out_features: int, names: tuple[str | None, str | None], *,

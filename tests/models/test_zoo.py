@@ -216,3 +216,15 @@ def test_generate_past_t_max_or_sampling_without_rng_is_a_clear_error():
         model.generate(jnp.ones((1, 10), jnp.int32), 7)
     with pytest.raises(ValueError, match="rng"):
         model.generate(jnp.ones((1, 2), jnp.int32), 3, temperature=1.0)
+
+
+@pytest.mark.parametrize("variant", ["astro", "kozachkov_rf"])
+def test_bfloat16_compute_runs_with_float32_params_and_decodes(variant):
+    # (softmax is left out: jax.nn.dot_product_attention rejects bfloat16 under the suite's
+    # strict dtype promotion.)
+    model = create_model("tiny_wikitext2", attention=variant, dtype=jnp.bfloat16)
+    tokens, shape = inputs("tiny_wikitext2")
+    logits, _ = model(tokens)
+    assert logits.dtype == jnp.bfloat16 and logits.shape == shape
+    assert np.all(np.isfinite(np.asarray(logits, np.float32)))
+    assert model.generate(tokens[:, :3], 4).shape == (2, 7)

@@ -215,3 +215,18 @@ def test_softmax_rejects_astro_only_settings():
 def test_decoding_needs_a_causal_layer():
     with pytest.raises(ValueError, match="causal=True"):
         make("astro").init_state(1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_calcium_response_is_eq_15(causal):
+    mod = make("astro", causal=causal)
+    x = jax.random.normal(jax.random.key(5), (2, 6, D), jnp.float64)
+    mask = padding_mask(2, 6, [6, 4])
+    _, c = mod(x, mask=mask, return_calcium=True)
+
+    def proj(lin):
+        return np.einsum("btD,Dhm->bthm", np_(x), np_(lin.kernel[...])) + np_(lin.bias[...])
+
+    qf, kf = phi(proj(mod.query)), phi(proj(mod.key)) * np.asarray(mask)[:, :, None, None]
+    z = np.cumsum(kf, axis=1) if causal else np.sum(kf, axis=1, keepdims=True)
+    assert_close(c, np.sum(qf * z ** 0.25, axis=-1), rtol=1e-12)
