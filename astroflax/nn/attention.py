@@ -139,7 +139,9 @@ class AstroAttention(nnx.Module):
           mode: kernel mode, ``"auto" | "parallel" | "chunk" | "recurrent"`` (astro family).
           chunk_size: chunk length for ``"chunk"`` mode.
           kernel: replaces the kernel function, called with the same keyword arguments as
-            ``astro_attention`` (astro family) or ``softmax_attention`` (``softmax``).
+            ``astro_attention`` (astro family, also in :meth:`prefill`/:meth:`step`, which pass
+            ``initial_state``/``return_state``) or ``softmax_attention`` (``softmax``; its
+            decoding :meth:`step` attends over the KV cache directly, not through ``kernel``).
           qk_head_dim: ``m`` (default ``D // H``). v_head_dim: ``d`` (default ``D // H``).
           alpha, sigmoid, m_div, feature_map, positional: override the variant's row.
           num_features: random features per head for ``"random_features"`` (default ``m``).
