@@ -18,17 +18,25 @@ from tests.helpers import assert_close, padding_mask, random_qkv
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_softmax_wrapper_equals_dot_product_attention_and_the_formula(causal):
-    # float32: jax.nn.dot_product_attention itself mixes in float32 (fails strict promotion
-    # with float64 inputs); the direct formula is evaluated in float64.
     q, k, v, _ = random_qkv(0, T=11, m=4, d=4, dtype=jnp.float32)
     out = softmax_attention(q, k, v, causal=causal)
-    assert_close(out, jax.nn.dot_product_attention(q, k, v, is_causal=causal), rtol=0)
+    with jax.numpy_dtype_promotion("standard"):
+        assert_close(out, jax.nn.dot_product_attention(q, k, v, is_causal=causal), rtol=0)
     q, k, v = (x.astype(jnp.float64) for x in (q, k, v))
     logits = jnp.einsum("bihn,bthn->bhit", q, k) / 2.0
     if causal:
         logits = jnp.where(jnp.tril(jnp.ones((11, 11), bool)), logits, -jnp.inf)
     direct = jnp.einsum("bhit,bthd->bihd", jax.nn.softmax(logits, axis=-1), v)
     assert_close(out, direct, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.bfloat16])
+def test_softmax_works_under_strict_promotion_in_float64_and_bfloat16(dtype):
+    q, k, v, _ = random_qkv(2, T=6, m=4, d=4, dtype=jnp.float32)
+    out = softmax_attention(*(x.astype(dtype) for x in (q, k, v)), causal=True)
+    assert out.dtype == dtype
+    ref = softmax_attention(q, k, v, causal=True)
+    assert_close(out.astype(jnp.float32), ref, rtol=1e-6 if dtype == jnp.float64 else 3e-2)
 
 
 def test_softmax_padding_mask_ignores_padding_keys():

@@ -34,8 +34,12 @@ def softmax_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
     if mask is not None and (shape_of(mask) != (B, T) or mask.dtype != jnp.bool_):
         fail("mask", f"a bool array of shape {(B, T)}", shape_of(mask))
     key_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, T] -> [B, H, Tq, Tk]
-    out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal, scale=scale,
-                                       implementation=implementation)
+    # jax.nn.dot_product_attention promotes its logits with float32 internally, which strict
+    # dtype promotion rejects for float64 and bfloat16 inputs; standard promotion is what it
+    # was written for, and leaves the output dtype as the inputs'.
+    with jax.numpy_dtype_promotion("standard"):
+        out = jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=causal,
+                                           scale=scale, implementation=implementation)
     return out if mask is None else jnp.where(mask[:, :, None, None], out, 0).astype(out.dtype)
 
 
