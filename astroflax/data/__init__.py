@@ -1,0 +1,31 @@
+"""Input pipelines: scikit-learn digits (offline), CIFAR-10 and IMDB (TFDS), WikiText-2 (raw).
+
+Every dataset comes back as a :class:`Dataset`: grain ``MapDataset`` s of single examples
+(numpy, float32 inputs / int32 labels), already sliced to this JAX process, plus the model
+settings the data fixes (image size, vocabulary). :func:`train_iterator` and
+:func:`eval_batches` turn them into deterministic, checkpointable batch streams.
+"""
+
+from astroflax.data.pipeline import (
+    DATASETS,
+    DataNotFoundError,
+    Dataset,
+    eval_batches,
+    load_dataset,
+    train_iterator,
+)
+from astroflax.data.text import WordVocab, build_vocab, tokenize_words
+from astroflax.data.wikitext import read_wikitext_split
+
+__all__ = [
+    "DATASETS",
+    "DataNotFoundError",
+    "Dataset",
+    "WordVocab",
+    "build_vocab",
+    "eval_batches",
+    "load_dataset",
+    "read_wikitext_split",
+    "tokenize_words",
+    "train_iterator",
+]

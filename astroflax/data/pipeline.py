@@ -1,0 +1,284 @@
+"""Datasets as grain ``MapDataset`` s of examples, and the batch streams the trainer consumes.
+
+Examples are dicts of numpy arrays with explicit dtypes (the test suite runs with strict dtype
+promotion and x64 on):
+
+* images: ``{"inputs": float32 [H, W, C], "label": int32 []}``
+* text classification: ``{"inputs": int32 [L], "mask": bool [L], "label": int32 []}``
+* language modelling: ``{"inputs": int32 [L], "targets": int32 [L]}``
+
+Each process keeps its slice of every split (``ShardByJaxProcess``), so the same code feeds
+one CPU or many hosts; the global batch is assembled by the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import grain
+import numpy as np
+from absl import logging
+
+from astroflax.data import text as text_lib
+from astroflax.data import wikitext as wikitext_lib
+
+Example = dict[str, np.ndarray]
+
+# Per-channel statistics of the CIFAR-10 training images (the usual normalisation constants).
+_CIFAR_MEAN = np.asarray([0.4914, 0.4822, 0.4465], np.float32)
+_CIFAR_STD = np.asarray([0.2470, 0.2435, 0.2616], np.float32)
+
+TFDS_PREPARE_HELP = (
+    "TFDS dataset {name!r} (split {split!r}) is not prepared in {data_dir}.\n"
+    "Prepare it once on a machine with internet (TensorFlow is needed only for this step):\n"
+    "    pip install tensorflow tensorflow-datasets\n"
+    "    tfds build {name} --file_format=array_record --data_dir={data_dir}\n"
+    "then copy that folder here (or set --config.data.data_dir=DIR, or TFDS_DATA_DIR). "
+    "Training itself reads the array_record files without TensorFlow.\n(cause: {cause})")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset is not on disk; the message says how to prepare it and where to put it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A task's splits (this process's slice) and what the data fixes about the model.
+
+    Attributes:
+      name: dataset name (``digits``, ``cifar10``, ``imdb``, ``wikitext2``).
+      task: ``"classification"`` or ``"lm"``.
+      train, eval: examples of this process (see the module docstring).
+      num_train, num_eval: examples in the whole split (all processes).
+      model_overrides: keyword arguments the data fixes (``image_size``, ``vocab_size``, ...).
+      info: facts for the report (e.g. ``tokenizer``, ``eval_split``).
+    """
+
+    name: str
+    task: str
+    train: grain.MapDataset
+    eval: grain.MapDataset
+    num_train: int
+    num_eval: int
+    model_overrides: dict[str, Any]
+    info: dict[str, Any]
+
+
+def _process_slice(ds: grain.MapDataset) -> grain.MapDataset:
+    shard = grain.sharding.ShardByJaxProcess(drop_remainder=False)
+    return ds[shard.shard_index::shard.shard_count]
+
+
+def _limit(n: int, limit: int | None) -> int:
+    return n if limit is None else min(n, int(limit))
+
+
+# ---------------------------------------------------------------- digits (offline, real)
+def _digits(cfg: Mapping[str, Any], seed: int) -> Dataset:
+    """scikit-learn's 8×8 handwritten digits (1797 images, UCI), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    # The split is fixed (random_state=0), independent of the run seed, so every run of every
+    # config is scored on the same 360 test images.
+    x_tr, x_te, y_tr, y_te = train_test_split(d.images, d.target, test_size=0.2,
+                                              random_state=0, stratify=d.target)
+
+    def arrays(x: np.ndarray, y: np.ndarray, limit: int | None) -> list[Example]:
+        n = _limit(len(x), limit)
+        xs = (x[:n, :, :, None] / 16.0).astype(np.float32)  # pixel counts 0..16 -> [0, 1]
+        return [{"inputs": xs[i], "label": np.int32(y[i])} for i in range(n)]
+
+    train = arrays(x_tr, y_tr, cfg.get("num_train"))
+    test = arrays(x_te, y_te, cfg.get("num_eval"))
+    return Dataset("digits", "classification",
+                   _process_slice(grain.MapDataset.source(train)),
+                   _process_slice(grain.MapDataset.source(test)), len(train), len(test),
+                   {"image_size": 8, "in_channels": 1, "num_classes": 10},
+                   {"eval_split": "test (20%, stratified, random_state=0)"})
+
+
+# ---------------------------------------------------------------- TFDS sources
+def tfds_source(name: str, split: str, data_dir: str | None) -> Any:
+    """``tfds.data_source(name, split)`` without downloading; DataNotFoundError when absent."""
+    import tensorflow_datasets as tfds
+
+    shown = data_dir or "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:
+        raise DataNotFoundError(TFDS_PREPARE_HELP.format(
+            name=name, split=split, data_dir=shown, cause=f"{type(e).__name__}: {e}"[:300])
+        ) from None
+
+
+def _cifar10(cfg: Mapping[str, Any], seed: int) -> Dataset:
+    """CIFAR-10 (TFDS ``cifar10``), normalised per channel; optional crop+flip augmentation."""
+    train_src = tfds_source("cifar10", "train", cfg.get("data_dir"))
+    test_src = tfds_source("cifar10", "test", cfg.get("data_dir"))
+
+    def prep(ex: Mapping[str, Any]) -> Example:
+        img = (np.asarray(ex["image"], np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD
+        return {"inputs": img.astype(np.float32), "label": np.int32(ex["label"])}
+
+    n_tr = _limit(len(train_src), cfg.get("num_train"))
+    n_te = _limit(len(test_src), cfg.get("num_eval"))
+    train = _process_slice(grain.MapDataset.source(train_src)[:n_tr]).map(prep)
+    test = _process_slice(grain.MapDataset.source(test_src)[:n_te]).map(prep)
+    return Dataset("cifar10", "classification", train, test, n_tr, n_te,
+                   {"image_size": 32, "in_channels": 3, "num_classes": 10},
+                   {"eval_split": "test", "augment": bool(cfg.get("augment"))})
+
+
+def augment_image(ex: Example, rng: np.random.Generator, pad: int = 4) -> Example:
+    """Random crop (reflect-padded by ``pad``) and horizontal flip of ``ex["inputs"] [H, W, C]``."""
+    img = ex["inputs"]
+    H, W, _ = img.shape
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    i, j = rng.integers(0, 2 * pad + 1, size=2)
+    img = padded[i:i + H, j:j + W]
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return {**ex, "inputs": np.ascontiguousarray(img, dtype=np.float32)}
+
+
+def _imdb(cfg: Mapping[str, Any], seed: int) -> Dataset:
+    """IMDB reviews (TFDS ``imdb_reviews``): words -> ids (training-split vocabulary), length L."""
+    train_src = tfds_source("imdb_reviews", "train", cfg.get("data_dir"))
+    test_src = tfds_source("imdb_reviews", "test", cfg.get("data_dir"))
+    n_tr = _limit(len(train_src), cfg.get("num_train"))
+    n_te = _limit(len(test_src), cfg.get("num_eval"))
+    # The vocabulary comes from the whole training split (all processes read it, so every
+    # process builds the same table), never from the test split.
+    vocab = text_lib.build_vocab(
+        (text_lib.tokenize_words(train_src[i]["text"]) for i in range(n_tr)),
+        max_size=cfg.get("vocab_size"))
+    length = int(cfg["max_len"])
+    logging.info("IMDB: vocabulary of %d words from %d training reviews; length %d",
+                 len(vocab), n_tr, length)
+
+    def prep(ex: Mapping[str, Any]) -> Example:
+        tokens, mask = text_lib.pad_or_truncate(
+            vocab.encode(text_lib.tokenize_words(ex["text"])), length)
+        return {"inputs": tokens, "mask": mask, "label": np.int32(ex["label"])}
+
+    train = _process_slice(grain.MapDataset.source(train_src)[:n_tr]).map(prep)
+    test = _process_slice(grain.MapDataset.source(test_src)[:n_te]).map(prep)
+    overrides: dict[str, Any] = {"vocab_size": len(vocab), "max_len": length, "num_classes": 2}
+    if cfg.get("glove_path"):
+        overrides.update(glove_path=str(cfg["glove_path"]), vocab=list(vocab.words))
+    return Dataset("imdb", "classification", train, test, n_tr, n_te, overrides,
+                   {"eval_split": "test", "tokenizer": "word (training split)",
+                    "glove": cfg.get("glove_path")})
+
+
+def _wikitext2(cfg: Mapping[str, Any], seed: int) -> Dataset:
+    """WikiText-2 raw, tokenised (GPT-2 BPE or word level) and packed into windows of L."""
+    data_dir = cfg.get("data_dir") or "~/tensorflow_datasets/downloads/manual"
+    eval_split = cfg.get("eval_split") or "test"
+    try:
+        lines = {s: wikitext_lib.read_wikitext_split(data_dir, s) for s in ("train", eval_split)}
+    except FileNotFoundError as e:
+        raise DataNotFoundError(str(e)) from None
+    ids, vocab_size, used = wikitext_lib.tokenize_wikitext(
+        lines, cfg.get("tokenizer") or "gpt2", cfg.get("vocab_size"))
+    length = int(cfg["max_len"])
+    logging.info("WikiText-2: %s tokenizer, vocabulary %d, %d train tokens, windows of %d",
+                 used, vocab_size, len(ids["train"]), length)
+    train_w = wikitext_lib.pack_windows(ids["train"], length)
+    eval_w = wikitext_lib.pack_windows(ids[eval_split], length)
+    train_w = train_w[:_limit(len(train_w), cfg.get("num_train"))]
+    eval_w = eval_w[:_limit(len(eval_w), cfg.get("num_eval"))]
+
+    def split(w: np.ndarray) -> Example:
+        return {"inputs": w[:-1], "targets": w[1:]}
+
+    return Dataset("wikitext2", "lm", _process_slice(grain.MapDataset.source(train_w)).map(split),
+                   _process_slice(grain.MapDataset.source(eval_w)).map(split),
+                   len(train_w), len(eval_w), {"vocab_size": vocab_size, "max_len": length},
+                   {"eval_split": eval_split, "tokenizer": used})
+
+
+DATASETS: dict[str, Callable[[Mapping[str, Any], int], Dataset]] = {
+    "digits": _digits, "cifar10": _cifar10, "imdb": _imdb, "wikitext2": _wikitext2}
+
+
+def load_dataset(cfg: Mapping[str, Any], seed: int = 0) -> Dataset:
+    """The dataset named ``cfg["name"]`` (one of :data:`DATASETS`) with ``cfg``'s options.
+
+    Args:
+      cfg: ``name`` plus options: ``data_dir``, ``num_train`` / ``num_eval`` (caps, for smoke
+        runs), ``max_len``, ``vocab_size``, ``tokenizer``, ``glove_path``, ``augment``,
+        ``eval_split`` (see the dataset functions).
+      seed: reserved for data-dependent randomness (splits are fixed).
+
+    Raises:
+      ValueError: unknown name. DataNotFoundError: the files are not prepared.
+    """
+    name = cfg["name"]
+    if name not in DATASETS:
+        raise ValueError(f"data.name: unknown dataset {name!r}; allowed: {sorted(DATASETS)}")
+    return DATASETS[name](cfg, seed)
+
+
+def train_iterator(ds: Dataset, batch_size: int, *, seed: int, augment: bool = False
+                   ) -> grain.DatasetIterator:
+    """An endless, checkpointable stream of this process's training batches.
+
+    Each epoch is a fresh permutation of the examples (grain's ``shuffle`` reseeds per epoch);
+    augmentation draws from a generator seeded by ``(seed, position in the stream)``, so a
+    restored iterator (``get_state`` / ``set_state``, or orbax via ``grain.checkpoint``) yields
+    exactly the batches an uninterrupted one would.
+
+    Args:
+      ds: the dataset. batch_size: examples per batch for this process.
+      seed: shuffling and augmentation seed. augment: random crop + flip (images).
+
+    Returns:
+      An iterator of dicts of stacked arrays, e.g. ``inputs [batch_size, ...]``.
+    """
+    pipe = ds.train.shuffle(seed=seed).repeat()
+    if augment:
+        pipe = pipe.random_map(augment_image, seed=seed + 1)
+    pipe = pipe.batch(batch_size, drop_remainder=True)
+    return iter(pipe.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)))
+
+
+def num_eval_batches(num_eval: int, batch_size: int, process_count: int) -> int:
+    """Batches each process yields per eval pass (equal on all processes, as collectives need)."""
+    return math.ceil(math.ceil(num_eval / process_count) / batch_size)
+
+
+def eval_batches(ds: Dataset, batch_size: int, process_count: int = 1
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """One ordered pass over this process's eval examples, in full batches.
+
+    The last batches are padded with copies of the first example carrying ``weight = 0``, so
+    every batch has the compiled shape and padding never counts.
+
+    Yields:
+      Dicts of stacked arrays plus ``weight`` float32 ``[batch_size]`` (1 real, 0 padding).
+    """
+    n = len(ds.eval)
+    for b in range(num_eval_batches(ds.num_eval, batch_size, process_count)):
+        idx = list(range(b * batch_size, min((b + 1) * batch_size, n)))
+        exs = [ds.eval[i] for i in idx]
+        weight = np.zeros((batch_size,), np.float32)
+        weight[:len(exs)] = 1.0
+        filler = ds.eval[0]
+        exs += [filler] * (batch_size - len(exs))
+        batch = {k: np.stack([e[k] for e in exs]) for k in filler}
+        batch["weight"] = weight
+        yield batch
+
+
+def describe(ds: Dataset) -> str:
+    """One log line: name, task, split sizes and what the data fixes."""
+    fixed = {k: v for k, v in ds.model_overrides.items() if k != "vocab"}
+    return (f"{ds.name} ({ds.task}): {ds.num_train} train / {ds.num_eval} eval examples; "
+            f"model gets {fixed}; {ds.info}")
+

@@ -1,0 +1,119 @@
+"""WikiText-2 (raw release, Merity et al. 2016): reading, tokenising and packing into windows.
+
+The official raw release is ``wikitext-2-raw-v1.zip`` holding ``wikitext-2-raw/wiki.{train,
+valid,test}.raw`` (about 2 M words). The loader reads either that zip or a folder with the
+three files, keeping line order. Tokens are GPT-2 BPE (``tiktoken``, as in the paper) when its
+vocabulary can be loaded, else the standard word-level scheme of the WikiText benchmarks:
+whitespace-separated words plus ``<eos>`` at each line end, the vocabulary from the training
+split, other words ``<unk>``. Which one was used is returned so the run can report it.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from astroflax.data.text import EOS, UNK, WordVocab, build_vocab
+
+SPLIT_FILES = {"train": "wiki.train.raw", "validation": "wiki.valid.raw",
+               "test": "wiki.test.raw"}
+ZIP_NAME = "wikitext-2-raw-v1.zip"
+
+PREPARE_HELP = (
+    "WikiText-2 is read from the official raw release. Download wikitext-2-raw-v1.zip "
+    "(e.g. from the Salesforce/wikitext dataset card, or the original S3 link in "
+    "Merity et al. 2016) and put the zip, or its wikitext-2-raw/ folder with wiki.train.raw, "
+    "wiki.valid.raw and wiki.test.raw, in {data_dir} (set --config.data.data_dir=DIR).")
+
+
+def read_wikitext_split(data_dir: str | Path, split: str) -> list[str]:
+    """Lines (with their newlines, in file order) of one split of the raw release.
+
+    Args:
+      data_dir: a folder holding ``wikitext-2-raw-v1.zip``, or ``wiki.*.raw`` files directly or
+        under ``wikitext-2-raw/``.
+      split: ``"train" | "validation" | "test"``.
+
+    Raises:
+      FileNotFoundError: none of those layouts is present (the message says how to get them).
+    """
+    if split not in SPLIT_FILES:
+        raise ValueError(f"split: expected one of {sorted(SPLIT_FILES)}, got {split!r}")
+    d = Path(data_dir).expanduser()
+    name = SPLIT_FILES[split]
+    for candidate in (d / name, d / "wikitext-2-raw" / name):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8").splitlines(keepends=True)
+    if (d / ZIP_NAME).is_file():
+        with zipfile.ZipFile(d / ZIP_NAME) as z:
+            return z.read(f"wikitext-2-raw/{name}").decode("utf-8").splitlines(keepends=True)
+    raise FileNotFoundError(PREPARE_HELP.format(data_dir=d))
+
+
+def load_gpt2_encoding():
+    """The GPT-2 BPE encoding from ``tiktoken``, or None with the reason logged.
+
+    tiktoken downloads ``vocab.bpe`` / ``encoder.json`` on first use and caches them (set
+    ``TIKTOKEN_CACHE_DIR`` to a folder holding them to work offline).
+    """
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding("gpt2")
+    except Exception as e:
+        logging.warning("GPT-2 BPE vocabulary could not be loaded (%s: %s); falling back to "
+                        "the word-level WikiText vocabulary.", type(e).__name__, str(e)[:200])
+        return None
+
+
+def _words(lines: list[str]) -> list[str]:
+    # Empty lines carry no words and, as in the standard word-level pipeline, no <eos>.
+    out: list[str] = []
+    for line in lines:
+        words = line.split()
+        if words:
+            out.extend(words)
+            out.append(EOS)
+    return out
+
+
+def tokenize_wikitext(splits: dict[str, list[str]], tokenizer: str,
+                      vocab_size: int | None = None) -> tuple[dict[str, np.ndarray], int, str]:
+    """Token ids of each split (one flat stream per split, in line order).
+
+    Args:
+      splits: split name -> lines, including ``"train"``.
+      tokenizer: ``"gpt2"`` (falls back to words when BPE cannot be loaded) or ``"word"``.
+      vocab_size: word level only: cap on the vocabulary (None = every training word).
+
+    Returns:
+      ``(ids, vocab_size, tokenizer_used)``: ``ids[split]`` int32 ``[n_tokens]``;
+      ``tokenizer_used`` is ``"gpt2"`` or ``"word"``.
+    """
+    if tokenizer not in ("gpt2", "word"):
+        raise ValueError(f"tokenizer: expected 'gpt2' or 'word', got {tokenizer!r}")
+    enc = load_gpt2_encoding() if tokenizer == "gpt2" else None
+    if enc is not None:
+        ids = {k: np.asarray(enc.encode_ordinary("".join(v)), dtype=np.int32)
+               for k, v in splits.items()}
+        return ids, int(enc.n_vocab), "gpt2"
+    words = {k: _words(v) for k, v in splits.items()}
+    vocab: WordVocab = build_vocab([words["train"]], max_size=vocab_size, specials=(EOS, UNK))
+    return {k: vocab.encode(v) for k, v in words.items()}, len(vocab), "word"
+
+
+def pack_windows(ids: np.ndarray, length: int) -> np.ndarray:
+    """Contiguous non-overlapping windows ``[n, length + 1]`` of the stream ``ids [N]``.
+
+    Window ``i`` is ``ids[i·length : i·length + length + 1]``: inputs are its first ``length``
+    tokens and targets its last ``length``, so every token of the stream (but the first) is
+    predicted exactly once; the incomplete tail is dropped.
+    """
+    n = (len(ids) - 1) // length
+    if n < 1:
+        raise ValueError(f"a stream of {len(ids)} tokens is too short for windows of {length}")
+    idx = np.arange(n)[:, None] * length + np.arange(length + 1)[None, :]
+    return ids[idx].astype(np.int32)

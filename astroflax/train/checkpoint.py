@@ -1,0 +1,99 @@
+"""orbax ``CheckpointManager`` for the run: model, optimizer, step, data iterator, run metadata.
+
+Each checkpoint step directory holds ``model/`` and ``opt/`` (the ``nnx.State`` s, including
+dropout RNG counters and Adam moments), ``data_iter/`` (grain iterator position, one file per
+process) and ``meta/`` (JSON: step, cumulative wall time). The last ``keep`` checkpoints are
+kept, and also the one with the best eval score (saved with ``score`` metrics), so the best
+model survives however long the run goes on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+
+_policies = ocp.checkpoint_managers.preservation_policy
+
+
+def _abstract(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) of ``tree``: what to restore into."""
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
+        tree)
+
+
+class Checkpointer:
+    """Saves and restores the training state in ``directory`` (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, *, keep: int):
+        """Opens (creating) ``directory``; ``keep``: how many latest checkpoints to keep."""
+        self.directory = Path(directory).absolute()
+        policy = _policies.AnyPreservationPolicy([
+            _policies.LatestN(n=keep),
+            _policies.BestN(get_metric_fn=lambda m: m["score"], n=1,
+                            keep_checkpoints_without_metrics=False),
+        ])
+        # Async saves overlap writing with training; temporary directories of a save killed
+        # half-way are never committed, so restore only ever sees finished checkpoints.
+        options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                               cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def all_steps(self) -> list[int]:
+        """Steps of the committed checkpoints, ascending."""
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: nnx.State, data_iter: grain.DatasetIterator,
+             meta: dict[str, Any], score: float | None = None) -> None:
+        """Starts an async save of ``state`` (the ``(model, opt)`` pair) at ``step``.
+
+        ``score``: the eval metric where higher is better (accuracy, or minus perplexity);
+        only checkpoints saved with a score compete for "best".
+        """
+        args = ocp.args.Composite(
+            model=ocp.args.StandardSave(state[0]), opt=ocp.args.StandardSave(state[1]),
+            data_iter=grain.checkpoint.CheckpointSave(data_iter),
+            meta=ocp.args.JsonSave(meta))
+        self.manager.save(step, args=args, force=True,
+                          metrics=None if score is None else {"score": float(score)})
+
+    def wait(self) -> None:
+        """Blocks until pending saves are committed."""
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, state: nnx.State, data_iter: grain.DatasetIterator
+                       ) -> tuple[nnx.State, dict[str, Any]] | None:
+        """Restores the newest readable checkpoint into ``state``'s structure and ``data_iter``.
+
+        An unreadable checkpoint (truncated files, a disk error) is reported with a warning and
+        the previous one is tried, so one bad write costs at most ``checkpoint_every_steps``.
+
+        Returns:
+          ``(state, meta)``, or None when there is no (readable) checkpoint.
+        """
+        target_model, target_opt = _abstract(state[0]), _abstract(state[1])
+        for step in reversed(self.all_steps()):
+            try:
+                r = self.manager.restore(step, args=ocp.args.Composite(
+                    model=ocp.args.StandardRestore(target_model),
+                    opt=ocp.args.StandardRestore(target_opt),
+                    data_iter=grain.checkpoint.CheckpointRestore(data_iter),
+                    meta=ocp.args.JsonRestore()))
+            except Exception as e:
+                logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying "
+                                "the previous one", step, self.directory, type(e).__name__,
+                                str(e)[:300])
+                continue
+            return nnx.State({0: r.model, 1: r.opt}), dict(r.meta)
+        return None
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()

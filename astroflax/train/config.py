@@ -1,0 +1,131 @@
+"""Checks a run's config before anything is built, and turns ``config.model`` into model kwargs.
+
+Every error is a :class:`ConfigError` whose message starts with the dotted field name
+(``config.model.alpha: expected > 0, got -1.0``), so a mistyped experiment fails in a second
+with a pointer to the line to fix, not deep inside a compile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+from astroflax.models import list_models, model_kwargs
+from astroflax.nn import VARIANTS
+
+#: Keys of ``config.model`` that are not model-constructor keywords.
+_MODEL_META = ("name", "attention", "alpha")
+SCHEDULES = ("cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """An invalid config value; the message names the field."""
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, Mapping) else getattr(node, part)
+    return node
+
+
+def _check(cond: bool, field: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"config.{field}: expected {expected}, got {value!r}")
+
+
+def model_overrides(model_cfg: Mapping[str, Any], data_overrides: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """Keyword arguments for ``create_model(model_cfg.name, **kw)``.
+
+    Unset (None) fields keep the preset's value; ``alpha`` goes into ``attention_options``;
+    values the data fixes (image size, vocabulary, ...) are added, and a config value that
+    contradicts them is an error.
+
+    Raises:
+      ConfigError: a field that contradicts the data.
+    """
+    kw = {k: v for k, v in model_cfg.items() if k not in _MODEL_META and v is not None}
+    kw["attention"] = model_cfg["attention"]
+    if model_cfg.get("alpha") is not None:
+        kw["attention_options"] = {"alpha": float(model_cfg["alpha"])}
+    for k, v in (data_overrides or {}).items():
+        if k in kw and kw[k] != v:
+            raise ConfigError(f"config.model.{k}: {kw[k]!r} contradicts the data, which "
+                              f"fixes {k}={v!r}; leave it unset")
+        kw[k] = v
+    return kw
+
+
+def validate_config(cfg: Any, num_devices: int | None = None, process_count: int | None = None
+                    ) -> None:
+    """Raises :class:`ConfigError` naming the first invalid field of a run config.
+
+    Checks types and ranges of the training fields, that the model and attention variant
+    exist and accept the given keywords, and that batches split evenly over devices and
+    processes (data parallelism needs equal shards).
+
+    Args:
+      cfg: the run config (``seed``, ``data``, ``model``, ``train``; see
+        ``experiments/configs/common.py``).
+      num_devices: devices the batch is split over (default: all of ``jax.devices()`` when
+        ``train.data_parallel``, else 1).
+      process_count: JAX processes (default ``jax.process_count()``).
+    """
+    from astroflax.data import DATASETS  # data imports grain/TFDS lazily; keep that lazy
+
+    for section in ("data", "model", "train"):
+        _check(section in cfg, section, "a section", None)
+    _check(_get(cfg, "data.name") in DATASETS, "data.name", f"one of {sorted(DATASETS)}",
+           _get(cfg, "data.name"))
+    name = _get(cfg, "model.name")
+    _check(name in list_models(), "model.name", f"one of {list_models()}", name)
+    attention = _get(cfg, "model.attention")
+    _check(attention in VARIANTS, "model.attention", f"one of {sorted(VARIANTS)}", attention)
+    m = cfg["model"]
+    alpha = m.get("alpha")
+    if alpha is not None:
+        _check(alpha > 0, "model.alpha", "> 0 (the Ca²⁺ exponent)", alpha)
+        _check(attention != "softmax", "model.alpha", "unset for attention='softmax'", alpha)
+    if m.get("m_div") is not None:
+        _check(m["m_div"] > 0, "model.m_div", "> 0", m["m_div"])
+    if m.get("dropout") is not None:
+        _check(0 <= m["dropout"] < 1, "model.dropout", "in [0, 1)", m["dropout"])
+    for k in ("features", "num_layers", "num_heads", "mlp_dim", "chunk_size", "patch_size",
+              "embed_dim"):
+        if m.get(k) is not None:
+            _check(isinstance(m[k], int) and m[k] > 0, f"model.{k}", "a positive int", m[k])
+    try:
+        model_kwargs(name, **model_overrides(m))
+    except ValueError as e:
+        raise ConfigError(f"config.model: {e}") from None
+
+    t = cfg["train"]
+    devices = num_devices or (jax.device_count() if t.get("data_parallel", True) else 1)
+    processes = process_count or jax.process_count()
+    for k in ("batch_size", "eval_batch_size"):
+        b = t.get(k)
+        if k == "eval_batch_size" and b is None:
+            continue
+        _check(isinstance(b, int) and b > 0, f"train.{k}", "a positive int", b)
+        _check(b % devices == 0 and b % processes == 0, f"train.{k}",
+               f"divisible by the {devices} devices and {processes} processes "
+               "(or set train.data_parallel=False)", b)
+    _check(t["learning_rate"] > 0, "train.learning_rate", "> 0", t["learning_rate"])
+    _check(t["weight_decay"] >= 0, "train.weight_decay", ">= 0", t["weight_decay"])
+    _check(t["schedule"] in SCHEDULES, "train.schedule", f"one of {SCHEDULES}", t["schedule"])
+    _check(t["warmup_steps"] >= 0, "train.warmup_steps", ">= 0", t["warmup_steps"])
+    if t.get("num_train_steps") is not None:
+        _check(t["num_train_steps"] > 0, "train.num_train_steps", "> 0", t["num_train_steps"])
+    else:
+        _check(t["num_epochs"] > 0, "train.num_epochs", "> 0", t["num_epochs"])
+    if t.get("grad_clip_norm") is not None:
+        _check(t["grad_clip_norm"] > 0, "train.grad_clip_norm", "> 0", t["grad_clip_norm"])
+    for k in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+        _check(isinstance(t[k], int) and t[k] >= 1, f"train.{k}", "an int >= 1", t[k])
+    _check(isinstance(t["eval_every_steps"], int) and t["eval_every_steps"] >= 0,
+           "train.eval_every_steps", "an int >= 0 (0 = once per epoch)", t["eval_every_steps"])
+    _check(0 < t["target_accuracy"] <= 1, "train.target_accuracy", "in (0, 1]",
+           t["target_accuracy"])

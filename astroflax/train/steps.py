@@ -1,0 +1,118 @@
+"""The optimiser, and the one train step and one eval step every task shares (both jitted).
+
+The steps are pure functions of ``(state, batch)``: ``state`` is the ``nnx.State`` of the pair
+``(model, optimizer)`` (parameters, dropout RNG counters, Adam moments, step), so the same
+pytree is what is jitted, donated, sharded and checkpointed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax import Array
+
+Batch = Mapping[str, Array]
+
+
+def make_schedule(*, learning_rate: float, schedule: str, warmup_steps: int, total_steps: int
+                  ) -> optax.Schedule:
+    """Linear warmup over ``warmup_steps`` to ``learning_rate``, then cosine to 0 or constant."""
+    warmup_steps = min(int(warmup_steps), max(int(total_steps) - 1, 0))
+    if schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, learning_rate, warmup_steps=max(warmup_steps, 0),
+            decay_steps=max(int(total_steps), warmup_steps + 1), end_value=0.0)
+    if schedule == "constant":
+        if warmup_steps == 0:
+            return optax.constant_schedule(learning_rate)
+        return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps),
+                                     optax.constant_schedule(learning_rate)], [warmup_steps])
+    raise ValueError(f"schedule: expected 'cosine' or 'constant', got {schedule!r}")
+
+
+def make_optimizer(schedule: optax.Schedule, *, weight_decay: float, b1: float = 0.9,
+                   b2: float = 0.999, grad_clip_norm: float | None = None
+                   ) -> optax.GradientTransformation:
+    """AdamW (decoupled weight decay) with optional global-norm gradient clipping first."""
+    adamw = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay)
+    if grad_clip_norm is None:
+        return adamw
+    return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adamw)
+
+
+def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, Array]:
+    """Per-example ``(nll_sum, correct, count)``, each ``[B]`` float32.
+
+    Classification: the example's cross-entropy, 1 if argmax is right, and 1. Language
+    modelling: sums over the sequence's ``T`` predicted tokens, and ``T``.
+    """
+    if task == "lm":
+        logits, _ = model(batch["inputs"])                       # [B, T, V]
+        logits = logits.astype(jnp.float32)
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+        correct = (jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32)
+        T = jnp.asarray(nll.shape[1], jnp.float32)
+        return nll.sum(1), correct.sum(1), jnp.broadcast_to(T, nll.shape[:1])
+    if "mask" in batch:
+        logits, _ = model(batch["inputs"], mask=batch["mask"])   # [B, C]
+    else:
+        logits, _ = model(batch["inputs"])
+    logits = logits.astype(jnp.float32)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    return nll, correct, jnp.ones_like(nll)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "task"), donate_argnames=("state",))
+def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str
+               ) -> tuple[nnx.State, dict[str, Array]]:
+    """One AdamW step on ``batch``; returns the new state and ``{"loss", "grad_norm"}`` (f32 []).
+
+    The loss is the mean over examples (classification) or over tokens (LM); dropout draws
+    from the model's ``dropout`` stream, whose counter is part of ``state``.
+    """
+    model, opt = nnx.merge(graphdef, state)
+    model.train()
+
+    def loss_fn(m: nnx.Module) -> Array:
+        nll, _, count = _forward(m, batch, task)
+        return nll.sum() / count.sum()
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    opt.update(model, grads)
+    return nnx.state((model, opt)), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "task"))
+def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str
+              ) -> dict[str, Array]:
+    """Weighted sums over ``batch`` (``weight [B]``: 0 for padding): nll, correct, count.
+
+    Dropout is off. Sums (not means) so the caller can add batches and processes exactly.
+    """
+    model, _ = nnx.merge(graphdef, state)
+    model.eval()
+    nll, correct, count = _forward(model, batch, task)
+    w = batch["weight"].astype(jnp.float32)
+    return {"nll": jnp.sum(nll * w), "correct": jnp.sum(correct * w),
+            "count": jnp.sum(count * w)}
+
+
+def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
+               seed: int) -> tuple[nnx.GraphDef, nnx.State]:
+    """Builds ``(model, optimizer)`` and splits it: ``(graphdef, state)``.
+
+    Parameters draw from ``seed``, dropout from ``seed + 1`` (separate streams, so changing
+    dropout does not change the initialisation).
+    """
+    from astroflax.models import create_model
+
+    model = create_model(model_name, rngs=nnx.Rngs(params=seed, dropout=seed + 1), **model_kw)
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return nnx.split((model, opt))

@@ -1,0 +1,1 @@
+"""One config file per experiment; shared builder in ``common.py``."""

@@ -1,0 +1,30 @@
+"""CIFAR-10, attention="kozachkov_rf".
+
+CIFAR-10, Kozachkov et al.'s original random-feature form (Performer FAVOR+ features
+approximating softmax).
+
+Command::
+
+    python -m experiments.run --config=cifar_kozachkov_rf
+    python -m experiments.run --config=cifar_kozachkov_rf:smoke   # seconds on CPU
+
+Setup (SPEC §7): paper_cifar10 preset (3×3 conv stem, patch 2, 8 layers, 8 heads, D = 256, m_div
+= 500·D), AdamW lr 1e-3, batch 32, 250 epochs; astroflax's choices where the paper is silent:
+cosine schedule, 5 warmup epochs, weight decay 0.05, random crop + flip.
+
+Expected result (paper, SPEC §7): not reported in the paper (astroflax's extra
+baseline/ablation); expect it between the astromorphic and Kozachkov iso-architecture results.
+
+Expected runtime: not measured (no GPU was available when this was written); an estimate for one
+A100/H100-class GPU is several hours for 250 epochs. On 2 CPU cores use the smoke variant.
+
+Data: TFDS cifar10 as array_record (see the error message of a first run for the one preparation
+command).
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    """The config; ``arg="smoke"`` shrinks it to seconds on CPU."""
+    return common.paper_config("cifar10", "kozachkov_rf", "cifar_kozachkov_rf", arg)

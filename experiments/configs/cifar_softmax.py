@@ -1,0 +1,28 @@
+"""CIFAR-10, attention="softmax".
+
+CIFAR-10, vanilla softmax attention (the paper's Transformer baseline).
+
+Command::
+
+    python -m experiments.run --config=cifar_softmax
+    python -m experiments.run --config=cifar_softmax:smoke   # seconds on CPU
+
+Setup (SPEC §7): paper_cifar10 preset (3×3 conv stem, patch 2, 8 layers, 8 heads, D = 256, m_div
+= 500·D), AdamW lr 1e-3, batch 32, 250 epochs; astroflax's choices where the paper is silent:
+cosine schedule, 5 warmup epochs, weight decay 0.05, random crop + flip.
+
+Expected result (paper, SPEC §7): 97.4 ± 0.1 % test accuracy.
+
+Expected runtime: not measured (no GPU was available when this was written); an estimate for one
+A100/H100-class GPU is several hours for 250 epochs. On 2 CPU cores use the smoke variant.
+
+Data: TFDS cifar10 as array_record (see the error message of a first run for the one preparation
+command).
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    """The config; ``arg="smoke"`` shrinks it to seconds on CPU."""
+    return common.paper_config("cifar10", "softmax", "cifar_softmax", arg)

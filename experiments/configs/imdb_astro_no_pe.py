@@ -1,0 +1,29 @@
+"""IMDB, attention="astro_no_pe".
+
+IMDB, ablation: astromorphic nonlinearity without the astrocytic positional term.
+
+Command::
+
+    python -m experiments.run --config=imdb_astro_no_pe
+    python -m experiments.run --config=imdb_astro_no_pe:smoke   # seconds on CPU
+
+Setup (SPEC §7): paper_imdb preset (1 layer, 4 heads, D = 128, length 400, m_div = 500·D), AdamW
+lr 1e-5, batch 64, 120 epochs; vocabulary: the 20 000 most frequent training words, GloVe 840B
+300-d vectors with --config.data.glove_path=FILE (the paper's input; without it the embeddings
+are learned); cosine schedule, 1 warmup epoch, weight decay 0.01 (not stated in the paper).
+
+Expected result (paper, SPEC §7): 85 % reached after 22 ± 2 epochs (final accuracy not reported).
+
+Expected runtime: not measured; an estimate for one A100/H100-class GPU is under an hour for 120
+epochs (1 layer, length 400). On 2 CPU cores use the smoke variant.
+
+Data: TFDS imdb_reviews as array_record (see the error message of a first run for the one
+preparation command).
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    """The config; ``arg="smoke"`` shrinks it to seconds on CPU."""
+    return common.paper_config("imdb", "astro_no_pe", "imdb_astro_no_pe", arg)

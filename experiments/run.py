@@ -1,0 +1,95 @@
+"""Trains and evaluates one experiment: ``python -m experiments.run --config=NAME[:smoke]``.
+
+    python -m experiments.run                                  # offline default: digits_astro
+    python -m experiments.run --config=cifar_astro             # a bare name: experiments/configs/
+    python -m experiments.run --config=imdb_softmax:smoke --config.train.batch_size=32
+    python -m experiments.run --config=path/to/my.py --workdir=/tmp/run1
+
+The workdir (default ``runs/<config stem>[_<arg>]``) receives ``config.json``,
+``metrics.jsonl``, TensorBoard events, checkpoints, ``curves.png`` and ``summary.json``;
+rerunning the same command resumes. Intentionally short: the work is in
+:func:`astroflax.train.train_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging as std_logging
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT = "digits_astro"
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(CONFIGS / f"{DEFAULT}.py"),
+    "Config file, or a bare name in experiments/configs/, with an optional ':smoke'.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config stem>).")
+
+
+def resolve_config_arg(value: str) -> str:
+    """``cifar_astro[.py][:arg]`` -> ``<repo>/experiments/configs/cifar_astro.py[:arg]``.
+
+    A value naming an existing file is kept; an unknown bare name lists the configs.
+    """
+    path, sep, arg = value.partition(":")
+    if Path(path).is_file():
+        return value
+    stem = Path(path).name.removesuffix(".py")
+    candidate = CONFIGS / f"{stem}.py"
+    if "/" in path or not candidate.is_file():
+        names = sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
+        raise SystemExit(f"--config={value}: no such file or config; configs: {names}")
+    return f"{candidate}{sep}{arg}"
+
+
+def _rewrite_argv(argv: list[str]) -> tuple[list[str], bool]:
+    """Resolves bare config names in ``argv``; returns it and whether --config was given."""
+    out, given = [], False
+    for i, a in enumerate(argv):
+        if a.startswith("--config=") and i > 0:
+            given = True
+            a = "--config=" + resolve_config_arg(a.removeprefix("--config="))
+        out.append(a)
+    return out, given
+
+
+class _QuietLibraries(std_logging.Filter):
+    """Drops orbax's and JAX's per-operation INFO lines so the progress line stays readable."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        noisy = "/orbax/" in record.pathname or "xla_bridge" in record.pathname
+        return record.levelno >= std_logging.WARNING or not noisy
+
+
+def main(argv: list[str]) -> None:
+    """Runs the experiment; exits non-zero with a one-paragraph message on expected failures."""
+    del argv
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    from astroflax.data import DataNotFoundError
+    from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+
+    config = _CONFIG.value
+    filename, _, arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
+    if not _GIVEN:
+        logging.info("no --config given: running the offline default %s (scikit-learn digits)",
+                     DEFAULT)
+    stem = Path(filename).stem + (f"_{arg}" if arg else "")
+    workdir = _WORKDIR.value or str(Path("runs") / stem)
+    logging.info("config %s -> workdir %s", stem, workdir)
+    try:
+        summary = train_and_evaluate(config, workdir)
+    except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
+        sys.exit(f"error: {e}")
+    print(json.dumps(summary, indent=2))
+
+
+_GIVEN = False
+
+if __name__ == "__main__":
+    sys.argv, _GIVEN = _rewrite_argv(sys.argv)
+    app.run(main)
