@@ -1,4 +1,4 @@
-# One entry point for newcomers and CI: `make run` (the offline main job) and `make test`.
+# One entry point for newcomers and CI: `make run` (the offline default experiment) and `make test`.
 # Each target creates .venv and installs the package with its extras on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job, offline: the kernel benchmark's quick mode (about a minute on 2 CPU cores).
+# The main job, offline: train the default experiment (digits_astro: scikit-learn digits, about
+# a minute on 2 CPU cores) and print its summary; rerunning resumes / re-reports from runs/.
 run: $(STAMP)
-	$(BIN)/python -m benchmarks.kernels --quick
+	$(BIN)/python -m experiments.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

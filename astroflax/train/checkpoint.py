@@ -9,6 +9,7 @@ model survives however long the run goes on.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,27 @@ class Checkpointer:
                                 "the previous one", step, self.directory, type(e).__name__,
                                 str(e)[:300])
                 continue
+            self._set_aside(s for s in self.all_steps() if s > step)
             return nnx.State({0: r.model, 1: r.opt}), dict(r.meta)
+        self._set_aside(self.all_steps())
         return None
+
+    def _set_aside(self, steps: Any) -> None:
+        """Moves unreadable checkpoints to ``<directory>.unreadable/`` (kept for inspection).
+
+        The run will save those steps again, which orbax refuses while they exist.
+        """
+        moved = False
+        for step in list(steps):
+            dest = self.directory.with_name(self.directory.name + ".unreadable") / str(step)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.move(str(self.directory / str(step)), dest)
+            logging.warning("moved the unreadable checkpoint of step %d to %s", step, dest)
+            moved = True
+        if moved:
+            self.manager.reload()
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""

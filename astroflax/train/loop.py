@@ -9,6 +9,7 @@ and an interrupted-then-resumed run ends with exactly the parameters of an unint
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import signal
@@ -139,6 +140,16 @@ def _summary(cfg: Any, ds: Dataset, records: list[dict[str, Any]], *, status: st
     return out
 
 
+def params_fingerprint(state: nnx.State) -> str:
+    """SHA-256 of the model's parameters (path order, raw bytes): equal iff bitwise equal."""
+    h = hashlib.sha256()
+    params = nnx.filter_state(state[0], nnx.Param)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(np.asarray(jax.device_get(leaf)).tobytes())
+    return h.hexdigest()
+
+
 def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding
              ) -> Iterator[dict[str, jax.Array]]:
     for b in it:
@@ -190,7 +201,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         graphdef, state = init_state(cfg.model.name, model_kw, tx, cfg.seed)
     except ValueError as e:  # the model rejected a value the generic checks let through
         raise ConfigError(f"config.model: {e}") from None
-    num_params = sum(int(x.size) for x in jax.tree.leaves(state[0].filter(nnx.Param)))
+    num_params = sum(int(x.size) for x in jax.tree.leaves(nnx.filter_state(state[0], nnx.Param)))
     logging.info("model %s (attention=%s): %s parameters; %d steps (%d per epoch), batch %d "
                  "on %d device(s)", cfg.model.name, cfg.model.attention, f"{num_params:,}",
                  total_steps, steps_per_epoch, t.batch_size, len(devices))
@@ -266,6 +277,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                 eta = (total_steps - step) * t.batch_size / rate if rate > 0 else float("nan")
                 record = {"step": step, "epoch": epoch_of(step), "train_loss": loss,
                           "learning_rate": float(schedule(step - 1)),
+                          "grad_norm": float(m["grad_norm"]),
                           "examples_per_sec": rate if math.isfinite(rate) else None}
                 extra = ""
                 if is_eval:
@@ -305,6 +317,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                               else None),
             compile_time_s=None if compile_time is None else round(compile_time, 2),
             devices=len(devices))
+        summary["params_sha256"] = params_fingerprint(state) if status != "failed" else None
         if chief:
             (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             with contextlib.suppress(Exception):  # a plotting failure must not hide the result

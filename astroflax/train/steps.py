@@ -56,7 +56,8 @@ def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, 
         logits, _ = model(batch["inputs"])                       # [B, T, V]
         logits = logits.astype(jnp.float32)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-        correct = (jnp.argmax(logits, -1) == batch["targets"]).astype(jnp.float32)
+        pred = jnp.argmax(logits, -1).astype(batch["targets"].dtype)
+        correct = (pred == batch["targets"]).astype(jnp.float32)
         T = jnp.asarray(nll.shape[1], jnp.float32)
         return nll.sum(1), correct.sum(1), jnp.broadcast_to(T, nll.shape[:1])
     if "mask" in batch:
@@ -65,7 +66,8 @@ def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, 
         logits, _ = model(batch["inputs"])
     logits = logits.astype(jnp.float32)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    pred = jnp.argmax(logits, -1).astype(batch["label"].dtype)  # int64 under x64
+    correct = (pred == batch["label"]).astype(jnp.float32)
     return nll, correct, jnp.ones_like(nll)
 
 
@@ -85,8 +87,11 @@ def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: 
         return nll.sum() / count.sum()
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return nnx.state((model, opt)), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    # optax's Adam bias correction raises a Python float to the int32 step count, which strict
+    # dtype promotion (the test suite's setting) rejects; the model itself stays strict.
+    with jax.numpy_dtype_promotion("standard"):
+        opt.update(model, grads)
+    return nnx.state((model, opt)), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "task"))

@@ -1,0 +1,93 @@
+import collections
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from astroflax.data import DataNotFoundError, eval_batches, load_dataset, train_iterator
+from astroflax.data.pipeline import augment_image
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset({"name": "digits"})
+
+
+def test_digits_is_the_full_stratified_80_20_split_with_explicit_dtypes(digits):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    assert (digits.num_train, digits.num_eval) == (1437, 360)
+    ex = digits.train[0]
+    assert ex["inputs"].shape == (8, 8, 1) and ex["inputs"].dtype == np.float32
+    assert ex["label"].dtype == np.int32
+    test_labels = collections.Counter(int(digits.eval[i]["label"]) for i in range(360))
+    full = collections.Counter(d.target.tolist())
+    for c in range(10):   # stratified: each class's share of the test set is its 20%
+        assert abs(test_labels[c] - 0.2 * full[c]) <= 1
+    pixels = np.stack([digits.train[i]["inputs"] for i in range(50)])
+    assert pixels.min() == 0.0 and pixels.max() == 1.0   # raw counts 0..16 scaled by 1/16
+
+
+def test_train_iterator_covers_each_example_once_per_epoch(digits):
+    it = train_iterator(digits, 479, seed=3)     # 1437 = 3 x 479: exactly one epoch in 3 batches
+    labels = np.concatenate([next(it)["label"] for _ in range(3)])
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10),
+                                  np.bincount([int(digits.train[i]["label"])
+                                               for i in range(1437)], minlength=10))
+
+
+def test_restored_iterator_yields_the_batches_of_an_uninterrupted_one(digits):
+    a = train_iterator(digits, 32, seed=0, augment=True)
+    for _ in range(50):                         # past the first epoch boundary (44 batches)
+        next(a)
+    state = a.get_state()
+    expected = [next(a) for _ in range(3)]
+    b = train_iterator(digits, 32, seed=0, augment=True)
+    b.set_state(state)
+    for e in expected:
+        got = next(b)
+        np.testing.assert_array_equal(got["inputs"], e["inputs"])
+        np.testing.assert_array_equal(got["label"], e["label"])
+
+
+def test_eval_batches_visit_every_example_once_and_weight_out_padding(digits):
+    batches = list(eval_batches(digits, 64))
+    assert len(batches) == 6                     # ceil(360 / 64)
+    w = np.concatenate([b["weight"] for b in batches])
+    assert w.dtype == np.float32 and w.sum() == 360 and (w[:360] == 1).all()
+    got = np.concatenate([b["label"] for b in batches])[:360]
+    np.testing.assert_array_equal(got, [digits.eval[i]["label"] for i in range(360)])
+
+
+def test_augment_image_is_a_crop_of_the_padded_image_or_its_mirror():
+    img = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3)
+    out = augment_image({"inputs": img, "label": np.int32(1)}, np.random.default_rng(0))["inputs"]
+    assert out.shape == img.shape and out.dtype == np.float32
+    padded = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    crops = [padded[i:i + 32, j:j + 32] for i in range(9) for j in range(9)]
+    assert any(np.array_equal(out, c) or np.array_equal(out, c[:, ::-1]) for c in crops)
+
+
+def test_cifar10_and_imdb_read_through_tfds_data_source_on_mock_data():
+    with tfds.testing.mock_data(num_examples=24):
+        c = load_dataset({"name": "cifar10"})
+        i = load_dataset({"name": "imdb", "max_len": 12, "vocab_size": 100})
+    assert c.model_overrides == {"image_size": 32, "in_channels": 3, "num_classes": 10}
+    ex = c.train[0]
+    assert ex["inputs"].shape == (32, 32, 3) and ex["inputs"].dtype == np.float32
+    assert ex["label"].dtype == np.int32 and 0 <= ex["label"] < 10
+    t = i.train[0]
+    assert t["inputs"].shape == (12,) and t["inputs"].dtype == np.int32
+    np.testing.assert_array_equal(t["mask"], t["inputs"] != 0)   # mask = non-padding
+    assert i.model_overrides["vocab_size"] <= 100 and i.model_overrides["max_len"] == 12
+
+
+def test_missing_tfds_data_raises_one_error_with_the_prepare_command(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"tfds build cifar10 --file_format=array_record"):
+        load_dataset({"name": "cifar10", "data_dir": str(tmp_path)})
+
+
+def test_unknown_dataset_is_named():
+    with pytest.raises(ValueError, match=r"data\.name"):
+        load_dataset({"name": "mnist"})

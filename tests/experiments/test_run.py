@@ -1,0 +1,123 @@
+"""experiments.run: config resolution, every config, and kill/terminate-then-resume equality."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flax import nnx
+
+from astroflax.models import create_model
+from astroflax.train import validate_config
+from astroflax.train.config import model_overrides
+from astroflax.train.metrics import read_metrics
+from experiments import run
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.py")
+                 if p.stem not in ("__init__", "common"))
+#: What each dataset fixes in the model, standing in for the data in the smoke builds below.
+DATA_FIXES = {
+    "digits": {"image_size": 8, "in_channels": 1, "num_classes": 10},
+    "cifar10": {"image_size": 32, "in_channels": 3, "num_classes": 10},
+    "imdb": {"vocab_size": 200, "max_len": 16, "num_classes": 2},
+    "wikitext2": {"vocab_size": 200, "max_len": 16},
+}
+
+
+def test_the_paper_matrix_and_the_digits_configs_exist():
+    for task in ("cifar", "imdb", "wikitext2"):
+        for v in ("astro", "softmax", "kozachkov_iso", "kozachkov_rf", "linear", "astro_no_pe",
+                  "astro_no_nonlin"):
+            assert f"{task}_{v}" in CONFIGS
+    assert {"digits_astro", "digits_softmax"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_loads_documents_its_command_and_its_smoke_model_builds(name):
+    import importlib
+
+    mod = importlib.import_module(f"experiments.configs.{name}")
+    assert f"python -m experiments.run --config={name}" in mod.__doc__
+    assert "Expected" in mod.__doc__
+    full = mod.get_config()
+    validate_config(full, num_devices=1, process_count=1)
+    assert full.name == name
+    smoke = mod.get_config("smoke")
+    validate_config(smoke, num_devices=8, process_count=1)
+    assert smoke.train.num_train_steps <= 10 and smoke.data.num_train <= 64
+    kw = model_overrides(smoke.model, DATA_FIXES[smoke.data.name])
+    model = nnx.eval_shape(lambda: create_model(smoke.model.name, **kw))
+    assert model is not None
+    with pytest.raises(ValueError, match="smoke"):
+        mod.get_config("huge")
+
+
+def test_bare_names_resolve_into_experiments_configs_and_unknown_ones_list_the_choices():
+    assert run.resolve_config_arg("digits_astro:smoke") == (
+        f"{REPO / 'experiments' / 'configs' / 'digits_astro.py'}:smoke")
+    assert run.resolve_config_arg("cifar_astro.py").endswith("configs/cifar_astro.py")
+    with pytest.raises(SystemExit, match="digits_astro"):
+        run.resolve_config_arg("cifar_astr")
+
+
+def _cmd(workdir, *extra):
+    return [sys.executable, "-m", "experiments.run", "--config=digits_astro:smoke",
+            "--config.train.num_train_steps=120", "--config.train.log_every_steps=10",
+            "--config.train.checkpoint_every_steps=10", "--config.train.eval_every_steps=40",
+            f"--workdir={workdir}", *extra]
+
+
+def _env(cache):
+    # One CPU device, no x64: the runner as a user runs it (not the test suite's settings).
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env["JAX_PLATFORMS"] = "cpu"
+    # A persistent compilation cache shared by the four runs halves their start-up; a cached
+    # executable is the same program, so results stay bitwise comparable.
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+def _run_until(workdir, env, marker, sig):
+    """Starts a run, sends ``sig`` once ``marker`` is logged, returns the exit code and log."""
+    p = subprocess.Popen(_cmd(workdir), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    log = []
+    for line in p.stderr:
+        log.append(line)
+        if marker in line:
+            p.send_signal(sig)
+            break
+    log.extend(p.stderr)
+    return p.wait(timeout=120), "".join(log)
+
+
+def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(tmp_path):
+    ref, env = tmp_path / "ref", _env(tmp_path / "jax_cache")
+    subprocess.run(_cmd(ref), cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    expected = json.loads((ref / "summary.json").read_text())
+
+    work = tmp_path / "work"
+    rc, log = _run_until(work, env, "step 20/120", signal.SIGTERM)
+    assert rc == 0, log[-2000:]                             # SIGTERM: save, then a clean exit
+    stopped = json.loads((work / "summary.json").read_text())
+    assert stopped["status"] == "preempted" and 20 <= stopped["step"] < 120
+
+    rc, log = _run_until(work, env, "step 70/120", signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert f"resumed from the checkpoint at step {stopped['step']}" in log
+
+    done = subprocess.run(_cmd(work), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from the checkpoint at step" in done.stderr
+    got = json.loads((work / "summary.json").read_text())
+    assert got["status"] == "completed" and got["step"] == 120
+    assert got["params_sha256"] == expected["params_sha256"]      # bitwise-equal parameters
+    assert got["final"] == expected["final"] and got["best"] == expected["best"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "examples_per_sec"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(work / "metrics.jsonl")) == strip(read_metrics(ref / "metrics.jsonl"))

@@ -1,0 +1,140 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from astroflax.train import ConfigError, validate_config
+from astroflax.train.config import model_overrides
+from astroflax.train.steps import eval_step, init_state, make_schedule, train_step
+from experiments.configs import common
+
+
+def smoke_config():
+    return common.digits_config("astro", "digits_astro", "smoke")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("model.alpha", -0.5, r"config\.model\.alpha: expected > 0"),
+    ("model.m_div", 0.0, r"config\.model\.m_div: expected > 0"),
+    ("model.name", "paper_mnist", r"config\.model\.name: expected one of"),
+    ("model.attention", "flash", r"config\.model\.attention: expected one of"),
+    ("train.batch_size", 12, r"config\.train\.batch_size: expected divisible by the 8 devices"),
+    ("train.learning_rate", -1.0, r"config\.train\.learning_rate"),
+    ("train.schedule", "linear", r"config\.train\.schedule"),
+    ("data.name", "mnist", r"config\.data\.name"),
+])
+def test_invalid_values_fail_naming_the_field(field, value, message):
+    cfg = smoke_config()
+    section, key = field.split(".")
+    cfg[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg, num_devices=8, process_count=1)
+
+
+def test_a_keyword_the_model_does_not_take_is_named():
+    cfg = smoke_config()
+    cfg.model.embed_dim = 8                     # a text-model keyword on a ViT preset
+    with pytest.raises(ConfigError, match=r"config\.model: .*embed_dim"):
+        validate_config(cfg, num_devices=1, process_count=1)
+
+
+def test_alpha_on_softmax_is_rejected():
+    cfg = common.digits_config("softmax", "digits_softmax", "smoke")
+    cfg.model.alpha = 0.5
+    with pytest.raises(ConfigError, match=r"config\.model\.alpha: expected unset"):
+        validate_config(cfg, num_devices=1, process_count=1)
+
+
+def test_data_fixed_values_fill_in_and_contradictions_fail():
+    cfg = smoke_config()
+    kw = model_overrides(cfg.model, {"image_size": 8, "in_channels": 1})
+    assert kw["image_size"] == 8 and kw["patch_size"] == 2 and "alpha" not in kw
+    cfg.model.alpha = 0.5
+    assert model_overrides(cfg.model)["attention_options"] == {"alpha": 0.5}
+    with pytest.raises(ConfigError, match=r"config\.model\.patch_size: 2 contradicts"):
+        model_overrides(cfg.model, {"patch_size": 4})
+
+
+def test_locked_config_rejects_a_mistyped_override():
+    cfg = smoke_config()
+    cfg.lock()
+    with pytest.raises(AttributeError):
+        cfg.train.learnin_rate = 1.0
+
+
+def test_warmup_cosine_schedule_matches_the_formula():
+    s = make_schedule(learning_rate=1.0, schedule="cosine", warmup_steps=4, total_steps=14)
+    assert float(s(0)) == 0.0 and float(s(2)) == pytest.approx(0.5)
+    for step in (4, 7, 9, 14):
+        expected = 0.5 * (1 + math.cos(math.pi * (step - 4) / 10))
+        assert float(s(step)) == pytest.approx(expected, abs=1e-6)
+    c = make_schedule(learning_rate=0.3, schedule="constant", warmup_steps=0, total_steps=10)
+    assert float(c(0)) == pytest.approx(0.3) and float(c(9)) == pytest.approx(0.3)
+
+
+def _tiny_classifier():
+    kw = {"image_size": 4, "in_channels": 1, "patch_size": 2, "num_classes": 3,
+          "features": 8, "num_layers": 1, "num_heads": 2, "attention": "astro"}
+    return init_state("tiny_cifar10", kw, optax.sgd(0.1), seed=0)
+
+
+def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
+    graphdef, state = _tiny_classifier()
+    rng = np.random.default_rng(0)
+    batch = {"inputs": rng.random((6, 4, 4, 1), dtype=np.float32),
+             "label": rng.integers(0, 3, 6).astype(np.int32)}
+    model, _ = nnx.merge(graphdef, state)
+    logits = np.asarray(model(jnp.asarray(batch["inputs"]))[0], np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected_loss = -logp[np.arange(6), batch["label"]].mean()
+    params_before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+
+    def loss_of(m):
+        lg = m(jnp.asarray(batch["inputs"]))[0]
+        return optax.softmax_cross_entropy_with_integer_labels(lg, batch["label"]).mean()
+
+    grads = nnx.grad(loss_of)(model)
+    new_state, metrics = train_step(graphdef, state, batch, task="classification")
+    assert float(metrics["loss"]) == pytest.approx(expected_loss, rel=1e-5)
+    new_model, _ = nnx.merge(graphdef, new_state)
+    after = jax.tree.map(np.asarray, nnx.state(new_model, nnx.Param))
+    for b, g, a in zip(jax.tree.leaves(params_before), jax.tree.leaves(grads),
+                       jax.tree.leaves(after), strict=True):
+        np.testing.assert_allclose(a, b - 0.1 * np.asarray(g), rtol=1e-5, atol=1e-6)
+
+
+def test_eval_step_sums_ignore_zero_weight_rows():
+    graphdef, state = _tiny_classifier()
+    rng = np.random.default_rng(1)
+    x = rng.random((4, 4, 4, 1), dtype=np.float32)
+    y = np.array([0, 1, 2, 1], np.int32)
+    model, _ = nnx.merge(graphdef, state)
+    logits = np.asarray(model(jnp.asarray(x))[0], np.float64)
+    nll = -(logits - np.log(np.exp(logits).sum(-1, keepdims=True)))[np.arange(4), y]
+    correct = (logits.argmax(-1) == y).astype(np.float64)
+    w = np.array([1, 1, 1, 0], np.float32)
+    out = eval_step(graphdef, state, {"inputs": x, "label": y, "weight": w},
+                    task="classification")
+    assert float(out["count"]) == 3
+    assert float(out["nll"]) == pytest.approx(nll[:3].sum(), rel=1e-5)
+    assert float(out["correct"]) == correct[:3].sum()
+
+
+def test_lm_eval_counts_tokens_and_its_nll_matches_numpy():
+    kw = {"vocab_size": 11, "max_len": 6, "features": 8, "num_layers": 1, "num_heads": 2}
+    graphdef, state = init_state("tiny_wikitext2", kw, optax.sgd(0.1), seed=0)
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(0, 11, (2, 7)).astype(np.int32)
+    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+             "weight": np.ones((2,), np.float32)}
+    model, _ = nnx.merge(graphdef, state)
+    logits = np.asarray(model(jnp.asarray(batch["inputs"]))[0], np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, batch["targets"][..., None], -1).sum()
+    out = eval_step(graphdef, state, batch, task="lm")
+    assert float(out["count"]) == 12
+    assert float(out["nll"]) == pytest.approx(nll, rel=1e-5)

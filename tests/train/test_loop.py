@@ -1,0 +1,106 @@
+"""End-to-end smoke runs of train_and_evaluate (in process, tiny presets, a few steps)."""
+
+import json
+import math
+import shutil
+
+import pytest
+import tensorflow_datasets as tfds
+
+from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+from astroflax.train.metrics import epochs_to_target, read_metrics
+from experiments.configs import common
+from tests.data.test_text_and_wikitext import write_release
+
+
+def check_reports(workdir, task):
+    records = read_metrics(workdir / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 7))      # log_every_steps = 1
+    for r in records:
+        for k, v in r.items():
+            assert isinstance(v, int | float) and math.isfinite(v), (k, v)
+    key = "eval_perplexity" if task == "lm" else "eval_accuracy"
+    assert [r["step"] for r in records if key in r] == [3, 6]     # eval_every_steps = 3
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["step"] == 6
+    assert summary["final"][key] == records[-1][key]
+    assert summary["num_params"] > 0 and summary["wall_time_s"] > 0
+    assert summary["examples_per_sec"] > 0
+    assert json.loads((workdir / "config.json").read_text())["train"]["num_train_steps"] == 6
+    assert (workdir / "curves.png").stat().st_size > 1000
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    return summary, records
+
+
+def test_digits_smoke_writes_every_report(tmp_path):
+    cfg = common.digits_config("astro", "digits_astro", "smoke")
+    summary = train_and_evaluate(cfg, tmp_path)
+    _, records = check_reports(tmp_path, "classification")
+    assert summary["epochs_to_target"] == epochs_to_target(records, 0.85)
+    assert 0 <= summary["final"]["eval_accuracy"] <= 1
+
+
+def test_cifar10_and_imdb_smoke_on_tfds_mock_data(tmp_path):
+    for name, task in (("cifar_softmax", "cifar10"), ("imdb_astro", "imdb")):
+        cfg = common.paper_config(task, name.split("_", 1)[1], name, "smoke")
+        with tfds.testing.mock_data(num_examples=80):
+            train_and_evaluate(cfg, tmp_path / name)
+        check_reports(tmp_path / name, "classification")
+
+
+def test_wikitext2_smoke_on_generated_raw_files_reports_the_word_fallback(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_release(tmp_path / "data", as_zip=True)
+    cfg = common.paper_config("wikitext2", "astro", "wikitext2_astro", "smoke")
+    cfg.data.data_dir = str(tmp_path / "data")
+    cfg.data.max_len = 4                          # the generated corpus is ~30 tokens
+    summary = train_and_evaluate(cfg, tmp_path / "run")
+    s, _ = check_reports(tmp_path / "run", "lm")
+    assert summary["tokenizer"] == s["tokenizer"] == "word"
+    assert summary["final"]["eval_perplexity"] == pytest.approx(
+        math.exp(summary["final"]["eval_loss"]))
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path):
+    train_and_evaluate(common.digits_config("softmax", "digits_softmax", "smoke"), tmp_path)
+    other = common.digits_config("softmax", "digits_softmax", "smoke")
+    other.train.learning_rate = 0.5
+    with pytest.raises(ConfigError, match=r"different config .*train\.learning_rate"):
+        train_and_evaluate(other, tmp_path)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = common.digits_config("softmax", "digits_softmax", "smoke")
+    cfg.train.learning_rate = 1e30               # one AdamW step of 1e30 overflows the logits
+    cfg.train.warmup_steps = 0
+    cfg.train.checkpoint_every_steps = 1
+    cfg.train.schedule = "constant"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss.*\(step 1\) is kept"):
+        train_and_evaluate(cfg, tmp_path)
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [1]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+
+
+def test_rerun_of_a_finished_run_and_of_one_with_an_unreadable_checkpoint(tmp_path):
+    cfg = common.digits_config("astro", "digits_astro", "smoke")
+    ref = train_and_evaluate(cfg, tmp_path / "ref")
+    again = train_and_evaluate(cfg, tmp_path / "ref")      # finished: resumes, reports the same
+    assert again["final"] == ref["final"] and again["step"] == 6
+    assert again["params_sha256"] == ref["params_sha256"]
+    assert len(read_metrics(tmp_path / "ref" / "metrics.jsonl")) == 6   # nothing logged twice
+    work = tmp_path / "work"
+    shutil.copytree(tmp_path / "ref", work)
+    # Step 6 is the latest; wreck its parameter files so restoring it fails.
+    for f in (work / "checkpoints" / "6" / "model").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    resumed = train_and_evaluate(cfg, work)                 # warns, resumes from step 3
+    assert resumed["final"] == ref["final"]
+    assert resumed["params_sha256"] == ref["params_sha256"]
+    assert (tmp_path / "work" / "checkpoints.unreadable" / "6").is_dir()
+    rec = read_metrics(work / "metrics.jsonl")
+    assert [r["step"] for r in rec] == list(range(1, 7))          # steps 4-6 were redone
+    assert [r["train_loss"] for r in rec] == [
+        r["train_loss"] for r in read_metrics(tmp_path / "ref" / "metrics.jsonl")]
