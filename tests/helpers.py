@@ -39,3 +39,9 @@ def padding_mask(B: int, T: int, lengths) -> jnp.ndarray:
     """``[B, T]`` bool mask, True for the first ``lengths[b]`` tokens (right padding)."""
     lengths = jnp.asarray(lengths)
     return jnp.arange(T)[None, :] < lengths[:, None]
+
+
+def left_padding_mask(B: int, T: int, lengths) -> jnp.ndarray:
+    """``[B, T]`` bool mask, True for the last ``lengths[b]`` tokens (left padding)."""
+    lengths = jnp.asarray(lengths)
+    return jnp.arange(T)[None, :] >= T - lengths[:, None]

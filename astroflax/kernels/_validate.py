@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -43,3 +44,24 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     if not (np.all(np.isfinite(arr)) and np.all(positive)):
         got = arr.tolist() if arr.size <= 8 else f"an array with min {arr.min()}"
         fail(name, "finite values >= 0" if allow_zero else "finite values > 0", got)
+
+
+def check_static_scalar(name: str, value: Any) -> None:
+    """Checks ``value`` is a concrete real scalar: it selects the compiled kernel (static)."""
+    if isinstance(value, jax.core.Tracer):
+        fail(name, "a static Python number (it is baked into the compiled kernel; pass it "
+             "outside jit or as a static argument)", "a traced value")
+    if isinstance(value, bool) or np.ndim(value) != 0 or not np.isrealobj(value):
+        fail(name, "a real scalar", repr(value))
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Checks ``value`` is a bool (``"no"`` must not silently mean True)."""
+    if not isinstance(value, bool | np.bool_):
+        fail(name, "a bool", repr(value))
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Checks ``value`` is an integer >= 1 (Python or NumPy; not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        fail(name, "a positive int", repr(value))

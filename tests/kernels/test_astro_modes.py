@@ -12,7 +12,7 @@ import pytest
 
 from astroflax.kernels import astro_attention
 from astroflax.kernels.astro.naive import naive_astro_attention
-from tests.helpers import assert_close, padding_mask, random_qkv
+from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
 
 B, H, M, D = 2, 2, 5, 3  # m != d on purpose: a transposed trace cannot pass
 LENGTHS = (1, 7, 63, 64, 65, 200)
@@ -31,9 +31,10 @@ def _forward_cases():
                                   f"a{alpha}-sig{int(sigmoid)}-pos{int(with_pos)}-mask{int(with_mask)}")
 
 
-def _inputs(T, seed=0, with_mask=True):
+def _inputs(T, seed=0, with_mask=True, left=False):
     q, k, v, pos = random_qkv(seed, B=B, T=T, H=H, m=M, d=D)
-    mask = padding_mask(B, T, [T, max(1, (2 * T) // 3)]) if with_mask else None
+    make = left_padding_mask if left else padding_mask
+    mask = make(B, T, [T, max(1, (2 * T) // 3)]) if with_mask else None
     return q, k, v, pos, mask
 
 
@@ -60,6 +61,7 @@ GRAD_CASES = [
     ("recurrent", True, 64, 7, 1.0, False),
     # The remaining lengths of the forward grid, so every T is also checked for gradients.
     ("chunk", True, 16, 1, 0.25, True),
+    ("parallel", False, 64, 64, 0.25, False),
     ("parallel", False, 64, 63, 0.25, True),
     ("chunk", True, 64, 64, 0.25, True),
     ("chunk", True, 16, 200, 0.25, True),
@@ -67,20 +69,55 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("mode", "causal", "chunk_size", "T", "alpha", "sigmoid"), GRAD_CASES)
-def test_gradients_match_naive(mode, causal, chunk_size, T, alpha, sigmoid):
-    q, k, v, pos, mask = _inputs(T, seed=2)
-    cot = jax.random.normal(jax.random.key(9), (B, T, H, D), jnp.float64)
+def _check_gradients(q, k, v, pos, mask, *, mode, causal, chunk_size, alpha, sigmoid, eps=1e-6):
+    cot = jax.random.normal(jax.random.key(9), v.shape, jnp.float64)
 
     def loss(fn, q, k, v, pos, **kw):
         return jnp.sum(cot * fn(q, k, v, causal=causal, alpha=alpha, sigmoid=sigmoid,
-                                pos_keys=pos, mask=mask, **kw))
+                                pos_keys=pos, mask=mask, eps=eps, **kw))
 
+    argnums = (0, 1, 2) if pos is None else (0, 1, 2, 3)
     got = jax.grad(lambda *a: loss(astro_attention, *a, mode=mode, chunk_size=chunk_size),
-                   argnums=(0, 1, 2, 3))(q, k, v, pos)
-    want = jax.grad(lambda *a: loss(naive_astro_attention, *a), argnums=(0, 1, 2, 3))(q, k, v, pos)
-    for name, g, w in zip(("dq", "dk", "dv", "dpos_keys"), got, want, strict=True):
+                   argnums=argnums)(q, k, v, pos)
+    want = jax.grad(lambda *a: loss(naive_astro_attention, *a), argnums=argnums)(q, k, v, pos)
+    for name, g, w in zip(("dq", "dk", "dv", "dpos_keys"), got, want, strict=False):
         assert_close(g, w, rtol=1e-9, name=name)
+
+
+@pytest.mark.parametrize(("mode", "causal", "chunk_size", "T", "alpha", "sigmoid"), GRAD_CASES)
+def test_gradients_match_naive(mode, causal, chunk_size, T, alpha, sigmoid):
+    q, k, v, pos, mask = _inputs(T, seed=2)
+    _check_gradients(q, k, v, pos, mask, mode=mode, causal=causal, chunk_size=chunk_size,
+                     alpha=alpha, sigmoid=sigmoid)
+
+
+@pytest.mark.parametrize(("mode", "chunk_size"), [("parallel", 64), ("chunk", 4),
+                                                  ("recurrent", 64)])
+@pytest.mark.parametrize(("alpha", "sigmoid", "eps"), [(0.25, True, 1e-6), (1.0, False, 0.0)])
+def test_left_padding_causal_matches_naive_with_finite_gradients(mode, chunk_size, alpha,
+                                                                  sigmoid, eps):
+    # Queries behind left padding have seen no real token: z = 0, c = 0. Their outputs are
+    # zero, and neither 0**alpha nor 0/0 (eps = 0) may turn a gradient into NaN.
+    q, k, v, pos, mask = _inputs(13, seed=6, left=True)
+    kw = dict(causal=True, alpha=alpha, sigmoid=sigmoid, pos_keys=pos, mask=mask, eps=eps)
+    out = astro_attention(q, k, v, mode=mode, chunk_size=chunk_size, **kw)
+    assert_close(out, naive_astro_attention(q, k, v, **kw), name=mode)
+    _check_gradients(q, k, v, pos, mask, mode=mode, causal=True, chunk_size=chunk_size,
+                     alpha=alpha, sigmoid=sigmoid, eps=eps)
+
+
+def test_gradients_without_positional_term_match_naive():
+    q, k, v, _, mask = _inputs(20, seed=7)
+    _check_gradients(q, k, v, None, mask, mode="chunk", causal=True, chunk_size=8, alpha=0.25,
+                     sigmoid=True)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_non_finite_values_at_padding_positions_do_not_leak(causal):
+    q, k, v, pos, mask = _inputs(9, seed=8)
+    v = v.at[1, -1].set(jnp.inf)  # example 1 is padded from position 6 on
+    out = astro_attention(q, k, v, causal=causal, pos_keys=pos, mask=mask)
+    assert jnp.all(jnp.isfinite(out))
 
 
 def test_m_div_and_eps_follow_the_formula():

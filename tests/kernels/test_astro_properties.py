@@ -129,14 +129,15 @@ def test_jit_vmap_grad_compose():
 @pytest.mark.parametrize("causal", [False, True])
 def test_bfloat16_inputs_stay_close_to_float32(causal):
     # bf16 has an 8-bit mantissa (relative rounding 2**-9 ≈ 2e-3 per input); with sums in
-    # float32 the outputs stay within 2e-2 of the float32 result, relative to its scale.
+    # float32 the outputs stay within 1e-2 of the float32 result, relative to its scale
+    # (measured: 4.4e-3 non-causal, 2.9e-3 causal).
     q, k, v, pos = random_qkv(5, T=300, H=2, m=16, d=16, dtype=jnp.float32)
     ref = astro_attention(q, k, v, causal=causal, pos_keys=pos)
     cast = [x.astype(jnp.bfloat16) for x in (q, k, v, pos)]
     out, state = astro_attention(*cast[:3], causal=causal, pos_keys=cast[3], return_state=True)
     assert out.dtype == jnp.bfloat16
     assert state.S.dtype == jnp.float32 and state.z.dtype == jnp.float32
-    assert_close(out.astype(jnp.float32), ref, rtol=2e-2, name="bf16 vs f32")
+    assert_close(out.astype(jnp.float32), ref, rtol=1e-2, name="bf16 vs f32")
 
 
 def test_each_static_configuration_traces_once():
@@ -153,6 +154,9 @@ def test_each_static_configuration_traces_once():
 def test_auto_mode_is_logged(caplog):
     import logging
 
+    from astroflax.kernels.astro.api import _log_auto_choice
+
+    _log_auto_choice.cache_clear()  # logged once per shape: forget earlier tests' calls
     q, k, v, _ = random_qkv(7, T=70, dtype=jnp.float32)
     with caplog.at_level(logging.INFO, logger="astroflax.kernels.astro.api"):
         astro_attention(q, k, v, causal=True, chunk_size=32)

@@ -75,22 +75,29 @@ def test_orthogonal_projection_rows_are_orthogonal_within_a_block():
     assert float(jnp.max(jnp.abs(off_diagonal))) < 1e-10
 
 
-@pytest.mark.parametrize("per_head", [False, True])
-def test_random_feature_attention_matches_naive(per_head):
+@pytest.mark.parametrize(("per_head", "causal", "mode", "alpha", "sigmoid"), [
+    (False, True, "chunk", 1.0, False),     # kozachkov_rf as configured in the zoo
+    (True, True, "chunk", 1.0, False),
+    (True, False, "parallel", 0.25, True),  # random features with the astrocyte on
+    (True, True, "parallel", 0.25, True),
+    (False, True, "recurrent", 0.25, False),
+])
+def test_random_feature_attention_matches_naive(per_head, causal, mode, alpha, sigmoid):
     q, k, v, _ = random_qkv(5, T=13, H=2, m=4, d=3)
+    mask = padding_mask(2, 13, [13, 9])
     keys = jax.random.split(jax.random.key(6), 2)
     W = jnp.stack([draw_random_projection(kk, 6, 4, dtype=jnp.float64) for kk in keys])
     projection = W if per_head else W[0]
     pos = jax.random.normal(jax.random.key(7), (13, 2, 6), jnp.float64)  # state width 6
-    out = astro_attention(q, k, v, causal=True, alpha=1.0, sigmoid=False, pos_keys=pos,
-                          feature_map="random_features", projection=projection, mode="chunk",
-                          chunk_size=4)
+    kw = dict(causal=causal, alpha=alpha, sigmoid=sigmoid)
+    out = astro_attention(q, k, v, pos_keys=pos, mask=mask, feature_map="random_features",
+                          projection=projection, mode=mode, chunk_size=4, **kw)
     # Reference per head: the naive formula with that head's random features.
     refs = []
     for h in range(2):
         Wh = W[h] if per_head else W[0]
         refs.append(naive_astro_attention(
-            q[:, :, h:h + 1], k[:, :, h:h + 1], v[:, :, h:h + 1], causal=True, alpha=1.0,
-            sigmoid=False, pos_keys=pos[:, h:h + 1], m_div=6.0,
-            features=lambda x, Wh=Wh: positive_random_features(x, Wh)))
+            q[:, :, h:h + 1], k[:, :, h:h + 1], v[:, :, h:h + 1], pos_keys=pos[:, h:h + 1],
+            mask=mask, m_div=6.0, features=lambda x, Wh=Wh: positive_random_features(x, Wh),
+            **kw))
     assert_close(out, jnp.concatenate(refs, axis=2), rtol=1e-12)

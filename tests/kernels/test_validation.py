@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from astroflax.kernels import AstroState, astro_attention, astro_positional, softmax_attention
-from tests.helpers import random_qkv
+from tests.helpers import assert_close, random_qkv
 
 q, k, v, pos = random_qkv(0, B=2, T=6, H=3, m=4, d=5)
 
@@ -16,6 +16,17 @@ q, k, v, pos = random_qkv(0, B=2, T=6, H=3, m=4, d=5)
     (dict(k=k[..., :3]), "k: expected the shape of q"),
     (dict(v=v[:, :5]), "v: expected batch, seq and heads of q (2, 6, 3)"),
     (dict(layout="THBD"), "layout: expected one of"),
+    (dict(q=q[:, :0], k=k[:, :0], v=v[:, :0]), "q: expected at least one token"),
+    (dict(v=v.astype(jnp.int32)), "v: expected a floating-point array"),
+    (dict(causal="no"), "causal: expected a bool"),
+    (dict(sigmoid=1), "sigmoid: expected a bool"),
+    (dict(alpha=jnp.array([0.25, 0.5])), "alpha: expected a real scalar"),
+    (dict(mask=[[1] * 6] * 2), "mask: expected a bool array"),
+    (dict(chunk_size=2.5, causal=True), "chunk_size: expected a positive int"),
+    (dict(initial_state=AstroState(S=jnp.zeros((2, 3, 4, 5), jnp.float32),
+                                   z=jnp.zeros((2, 3, 4), jnp.float32))),
+     "initial_state: expected AstroState(S [2, 3, 4, 5], z [2, 3, 4]) in float64"),
+    (dict(initial_state=(jnp.zeros((2, 3, 4, 5)), jnp.zeros((2, 3, 4)))), "initial_state"),
     (dict(m_div=0.0), "m_div: expected finite values > 0"),
     (dict(m_div=-3.0), "m_div"),
     (dict(alpha=0.0), "alpha: expected finite values > 0"),
@@ -63,3 +74,24 @@ def test_softmax_bad_arguments():
         softmax_attention(q, k[..., :3], v)
     with pytest.raises(ValueError, match="mask"):
         softmax_attention(q, k, v, mask=jnp.ones((2, 6)))
+
+
+def test_traced_alpha_is_refused_with_a_message_saying_it_is_static():
+    import jax
+
+    with pytest.raises(ValueError, match="alpha: expected a static Python number"):
+        jax.jit(lambda a: astro_attention(q, k, v, alpha=a))(0.5)
+
+
+def test_numpy_integer_chunk_size_is_accepted():
+    import numpy as np
+
+    out = astro_attention(q, k, v, causal=True, mode="chunk", chunk_size=np.int64(4))
+    assert out.shape == v.shape
+
+
+def test_a_nested_list_mask_is_accepted():
+    mask = [[True] * 6, [True] * 4 + [False] * 2]
+    assert_close(astro_attention(q, k, v, mask=mask), astro_attention(q, k, v,
+                                                                      mask=jnp.asarray(mask)),
+                 rtol=0)

@@ -12,10 +12,19 @@ import logging
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from astroflax.kernels._lift import lift_over_batch_and_heads
-from astroflax.kernels._validate import check_positive, check_rank, fail, shape_of
+from astroflax.kernels._validate import (
+    check_flag,
+    check_positive,
+    check_positive_int,
+    check_rank,
+    check_static_scalar,
+    fail,
+    shape_of,
+)
 from astroflax.kernels.astro.chunk import chunk
 from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
 from astroflax.kernels.astro.parallel import parallel
@@ -55,18 +64,31 @@ def resolve_mode(mode: str, *, causal: bool, seq_len: int, chunk_size: int) -> s
     return chosen
 
 
+def _dtype_of(x) -> np.dtype:
+    # Arrays and tracers carry a dtype; lists and scalars get NumPy's.
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def _to_bthd(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     # Canonical (batch, seq, heads, dim) view of a rank-4 shape given in `layout`.
     return shape if layout == "BTHD" else (shape[0], shape[2], shape[1], shape[3])
 
 
-def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_div, eps,
-              feature_map, chunk_size, layout) -> int:
+def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alpha, sigmoid,
+              m_div, eps, feature_map, chunk_size, layout) -> int:
     """Checks every argument; returns ``m``, the state width (hidden neurons per head)."""
     if layout not in LAYOUTS:
         fail("layout", f"one of {LAYOUTS}", repr(layout))
+    check_flag("causal", causal)
+    check_flag("sigmoid", sigmoid)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not jnp.issubdtype(_dtype_of(x), jnp.floating):
+            fail(name, "a floating-point array (float32, bfloat16, float64, ...)",
+                 getattr(x, "dtype", type(x)))
     axes = "[batch, seq, heads, {}]" if layout == "BTHD" else "[batch, heads, seq, {}]"
     B, T, H, n = _to_bthd(check_rank("q", q, 4, axes.format("m")), layout)
+    if T < 1 or n < 1:
+        fail("q", "at least one token and one feature", tuple(q.shape))
     k_shape = _to_bthd(check_rank("k", k, 4, axes.format("m")), layout)
     v_shape = _to_bthd(check_rank("v", v, 4, axes.format("d")), layout)
     if k_shape[2] != H or v_shape[2] != H:
@@ -95,19 +117,28 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, alpha, m_di
         if t_pos < T or h_pos != H or p[2] != m:
             want = f"[>= {T}, {H}, {m}]" if layout == "BTHD" else f"[{H}, >= {T}, {m}]"
             fail("pos_keys", f"shape {want} (at least as long as the sequence)", p)
-    if mask is not None and (shape_of(mask) != (B, T) or jnp.dtype(mask.dtype) != jnp.bool_):
+    mask_dtype = None if mask is None else _dtype_of(mask)
+    if mask is not None and (shape_of(mask) != (B, T) or mask_dtype != jnp.bool_):
         fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
-             f"{getattr(mask, 'dtype', type(mask))} {shape_of(mask)}")
+             f"{mask_dtype} {shape_of(mask)}")
     if initial_state is not None:
-        d = v_shape[3]
-        if (shape_of(initial_state.S) != (B, H, m, d) or shape_of(initial_state.z) != (B, H, m)):
-            fail("initial_state", f"AstroState(S [{B}, {H}, {m}, {d}], z [{B}, {H}, {m}])",
-                 f"S {shape_of(initial_state.S)}, z {shape_of(initial_state.z)}")
+        d, acc = v_shape[3], accumulation_dtype(v.dtype)
+        S, z = getattr(initial_state, "S", None), getattr(initial_state, "z", None)
+        want = f"AstroState(S [{B}, {H}, {m}, {d}], z [{B}, {H}, {m}]) in {acc}"
+        if shape_of(S) != (B, H, m, d) or shape_of(z) != (B, H, m):
+            fail("initial_state", want, f"S {shape_of(S)}, z {shape_of(z)}")
+        if S.dtype != acc or z.dtype != acc:
+            # The state is where sums accumulate: a lower-precision state would silently
+            # accumulate in it (SPEC §2: S, z in float32).
+            fail("initial_state", want, f"S {S.dtype}, z {z.dtype}")
+    for name, value in (("alpha", alpha), ("eps", eps)):
+        check_static_scalar(name, value)
     check_positive("alpha", alpha)
-    check_positive("m_div", m_div)
     check_positive("eps", eps, allow_zero=True)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        fail("chunk_size", "a positive int", repr(chunk_size))
+    if m_div is not None:
+        check_static_scalar("m_div", m_div)
+        check_positive("m_div", m_div)
+    check_positive_int("chunk_size", chunk_size)
     return m
 
 
@@ -188,10 +219,12 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
     Raises:
       ValueError: on a bad argument, naming it and what was expected, before tracing.
     """
-    m = _validate(q, k, v, pos_keys, mask, projection, initial_state, alpha=alpha, m_div=m_div,
-                  eps=eps, feature_map=feature_map, chunk_size=chunk_size, layout=layout)
+    m = _validate(q, k, v, pos_keys, mask, projection, initial_state, causal=causal,
+                  alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps, feature_map=feature_map,
+                  chunk_size=chunk_size, layout=layout)
     B, T, H, _ = _to_bthd(q.shape, layout)
     d = v.shape[-1]
+    mask = None if mask is None else jnp.asarray(mask)  # a nested list is a pytree to vmap
     mode = resolve_mode(mode, causal=causal, seq_len=T, chunk_size=chunk_size)
     params = ReadParams(alpha=float(alpha), sigmoid=bool(sigmoid),
                         m_div=float(m if m_div is None else m_div), eps=float(eps))
@@ -199,6 +232,6 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         acc = accumulation_dtype(v.dtype)
         initial_state = AstroState(S=jnp.zeros((B, H, m, d), acc), z=jnp.zeros((B, H, m), acc))
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
-                                  causal=bool(causal), mode=mode, chunk_size=chunk_size,
+                                  causal=bool(causal), mode=mode, chunk_size=int(chunk_size),
                                   params=params, feature_map=feature_map, layout=layout)
     return (out, state) if return_state else out

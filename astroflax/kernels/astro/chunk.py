@@ -59,8 +59,9 @@ def chunk(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | No
     @jax.checkpoint
     def one_chunk(state: AstroState, xs) -> tuple[AstroState, Array]:
         q_c, k_c, v_c, pos_c, mask_c = xs
-        q_feat, k_feat, pos_feat = featurize(q_c, k_c, pos_c, mask_c, feature_map=feature_map,
-                                             projection=projection, dtype=dtype)
+        q_feat, k_feat, v_c, pos_feat = featurize(q_c, k_c, v_c, pos_c, mask_c,
+                                                  feature_map=feature_map,
+                                                  projection=projection, dtype=dtype)
         out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params)
         return new_state, mask_queries(out, mask_c)
 

@@ -59,33 +59,36 @@ def init_state(m: int, d: int, dtype=jnp.float32) -> AstroState:
     return AstroState(S=jnp.zeros((m, d), dtype), z=jnp.zeros((m,), dtype))
 
 
-def featurize(q: Array, k: Array, pos_keys: Array | None, mask: Array | None, *,
+def featurize(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None, *,
               feature_map: str, projection: Array | None,
-              dtype) -> tuple[Array, Array, Array | None]:
-    """Firing rates of the hidden neurons and of the astrocyte (Eq. 4 and Sec. 3).
+              dtype) -> tuple[Array, Array, Array, Array | None]:
+    """Firing rates of the hidden neurons and of the astrocyte (Eq. 4 and Sec. 3), masked.
 
     Args:
-      q, k: ``[T, n]`` raw queries and keys.
+      q, k: ``[T, n]`` raw queries and keys; v: ``[T, d]`` values.
       pos_keys: ``[T, m]`` raw astrocytic positional activity ``A`` (Eq. 12), or None.
-      mask: ``[T]`` bool, True = real token, or None. Padding tokens get zero key and positional
-        rates, so they add nothing to the state.
+      mask: ``[T]`` bool, True = real token, or None. Padding tokens get zero key rates,
+        positional rates and values, so they add nothing to the state (even a non-finite
+        value at a padding position cannot leak in as ``0 · inf``).
       feature_map: ``"elu1"`` or ``"random_features"``; the positional term always uses elu+1
         because it models the astrocyte's own activity, not the hidden neurons.
       projection: ``[m, n]`` random-feature matrix for ``"random_features"``.
-      dtype: accumulation dtype.
+      dtype: accumulation dtype; every output is cast to it.
 
     Returns:
-      ``(φ(q) [T, m], φ(k) [T, m], φ(A) [T, m] or None)``.
+      ``(φ(q) [T, m], φ(k) [T, m], v [T, d], φ(A) [T, m] or None)``.
     """
     q_feat = apply_feature_map(q.astype(dtype), feature_map, projection)
     k_feat = apply_feature_map(k.astype(dtype), feature_map, projection)
+    v = v.astype(dtype)
     pos_feat = None if pos_keys is None else elu1(pos_keys.astype(dtype))
     if mask is not None:
         keep = mask[:, None]
         k_feat = jnp.where(keep, k_feat, 0)
+        v = jnp.where(keep, v, 0)
         if pos_feat is not None:
             pos_feat = jnp.where(keep, pos_feat, 0)
-    return q_feat, k_feat, pos_feat
+    return q_feat, k_feat, v, pos_feat
 
 
 def _presynaptic(k_feat: Array, pos_feat: Array | None) -> Array:
@@ -141,10 +144,15 @@ def calcium_drive(z: Array, alpha: float) -> Array:
 def normalise(numerator: Array, calcium: Array, eps: float) -> Array:
     """``out_i = P_i · numerator_i``, ``P_i = 1 / (c_i + eps)`` (Eq. 16–17, without the residual).
 
+    ``c_i + eps = 0`` only for a query that has seen no real token with ``eps = 0`` (a padding
+    query behind left padding); its row is set to 0 by the caller, and the denominator is
+    replaced by 1 there so that neither the value nor the gradient is 0/0.
+
     Args:
       numerator: ``[T, d]`` ``φ(q_i) @ H``; calcium: ``[T]`` ``c_i = φ(q_i)·g`` (Eq. 15).
     """
-    return numerator / (calcium + eps)[:, None]
+    denominator = calcium + eps
+    return numerator / jnp.where(denominator > 0, denominator, 1)[:, None]
 
 
 def read(state: AstroState, q_feat: Array, params: ReadParams) -> Array:
@@ -241,9 +249,9 @@ def astro_step(state: AstroState, q: Array, k: Array, v: Array, pos_key: Array |
       ``(out [d] in v's dtype, new state)``.
     """
     token_mask = None if mask is None else jnp.reshape(mask, (1,))
-    q_feat, k_feat, pos_feat = featurize(
-        q[None], k[None], None if pos_key is None else pos_key[None], token_mask,
+    q_feat, k_feat, v_masked, pos_feat = featurize(
+        q[None], k[None], v[None], None if pos_key is None else pos_key[None], token_mask,
         feature_map=feature_map, projection=projection, dtype=state.S.dtype)
-    new_state = write(state, k_feat, v[None], pos_feat)
+    new_state = write(state, k_feat, v_masked, pos_feat)
     out = mask_queries(read(new_state, q_feat, params), token_mask)
     return out[0].astype(v.dtype), new_state

@@ -41,11 +41,18 @@ def naive_astro_attention_head(q_feat: Array, k_feat: Array, v: Array, pos_feat:
         visible = visible & (jnp.arange(T)[None, :] <= jnp.arange(T)[:, None])
     w = visible.astype(q_feat.dtype)  # w[i, t] = 1 iff t ∈ S(i)
     x = k_feat if pos_feat is None else k_feat + pos_feat
-    trace = jnp.einsum("it,tm,td->imd", w, x, v) / m_div  # [T, m, d], one trace per query
+    # Values of invisible tokens are replaced, not multiplied by 0, so inf/NaN cannot leak.
+    trace = jnp.einsum("it,itm,itd->imd", w, jnp.where(visible[:, :, None], x[None], 0.0),
+                       jnp.where(visible[:, :, None], v[None], 0.0)) / m_div
     H = jax.nn.sigmoid(trace) if sigmoid else trace
     presyn = w @ k_feat  # [T, m]
-    g = presyn**alpha
-    out = jnp.einsum("im,imd->id", q_feat, H) / (jnp.sum(q_feat * g, axis=-1) + eps)[:, None]
+    # 0**alpha is 0, but its derivative is infinite: a query behind left padding has
+    # presyn = 0, so the power takes a stand-in base there (its value is not used).
+    has_input = presyn > 0
+    g = jnp.where(has_input, jnp.where(has_input, presyn, 1.0) ** alpha, 0.0)
+    calcium = jnp.sum(q_feat * g, axis=-1) + eps
+    calcium = jnp.where(calcium > 0, calcium, 1.0)  # only padding queries with eps = 0
+    out = jnp.einsum("im,imd->id", q_feat, H) / calcium[:, None]
     if mask is not None:
         out = jnp.where(mask[:, None], out, 0.0)
     return out

@@ -39,11 +39,12 @@ def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array |
       ``(out [T, d] in v's dtype, state after the last token)``.
     """
     dtype = accumulation_dtype(v.dtype)
-    q_feat, k_feat, pos_feat = featurize(q, k, pos_keys, mask, feature_map=feature_map,
-                                         projection=projection, dtype=dtype)
+    q_feat, k_feat, v_masked, pos_feat = featurize(q, k, v, pos_keys, mask,
+                                                   feature_map=feature_map,
+                                                   projection=projection, dtype=dtype)
     if causal:
-        out, state = causal_block(initial_state, q_feat, k_feat, v, pos_feat, params)
+        out, state = causal_block(initial_state, q_feat, k_feat, v_masked, pos_feat, params)
     else:
-        state = write(initial_state, k_feat, v, pos_feat)
+        state = write(initial_state, k_feat, v_masked, pos_feat)
         out = read(state, q_feat, params)
     return mask_queries(out, mask).astype(v.dtype), state
