@@ -209,7 +209,7 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         or ``"BHTD"`` (``[B, H, T, *]`` for q, k, v and out, ``[H, T_pos, m]`` for pos_keys).
         Per-head matmuls need each head's ``[T, *]`` block contiguous, so BTHD inputs are
         transposed inside (on XLA:CPU that costs as much as the attention maths itself, see
-        benchmarks/README.md); a model that projects straight into BHTD avoids it.
+        benchmarks/README.md); pass BHTD when the data is head-major already.
 
     Returns:
       ``[B, T, H, d]`` (or ``[B, H, T, d]`` for BHTD) in ``v``'s dtype (sums in float32, or
