@@ -76,6 +76,11 @@ def test_warmup_cosine_schedule_matches_the_formula():
     assert float(c(0)) == pytest.approx(0.3) and float(c(9)) == pytest.approx(0.3)
 
 
+@nnx.jit
+def forward(model, x):
+    return model(jnp.asarray(x))[0]
+
+
 def _tiny_classifier():
     kw = {"image_size": 4, "in_channels": 1, "patch_size": 2, "num_classes": 3,
           "features": 8, "num_layers": 1, "num_heads": 2, "attention": "astro"}
@@ -88,7 +93,7 @@ def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
     batch = {"inputs": rng.random((6, 4, 4, 1), dtype=np.float32),
              "label": rng.integers(0, 3, 6).astype(np.int32)}
     model, _ = nnx.merge(graphdef, state)
-    logits = np.asarray(model(jnp.asarray(batch["inputs"]))[0], np.float64)
+    logits = np.asarray(forward(model, batch["inputs"]), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected_loss = -logp[np.arange(6), batch["label"]].mean()
     params_before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
@@ -97,7 +102,7 @@ def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
         lg = m(jnp.asarray(batch["inputs"]))[0]
         return optax.softmax_cross_entropy_with_integer_labels(lg, batch["label"]).mean()
 
-    grads = nnx.grad(loss_of)(model)
+    grads = nnx.jit(nnx.grad(loss_of))(model)       # jitted: eager grads compile op by op
     new_state, metrics = train_step(graphdef, state, batch, task="classification")
     assert float(metrics["loss"]) == pytest.approx(expected_loss, rel=1e-5)
     new_model, _ = nnx.merge(graphdef, new_state)
@@ -113,7 +118,7 @@ def test_eval_step_sums_ignore_zero_weight_rows():
     x = rng.random((4, 4, 4, 1), dtype=np.float32)
     y = np.array([0, 1, 2, 1], np.int32)
     model, _ = nnx.merge(graphdef, state)
-    logits = np.asarray(model(jnp.asarray(x))[0], np.float64)
+    logits = np.asarray(forward(model, x), np.float64)
     nll = -(logits - np.log(np.exp(logits).sum(-1, keepdims=True)))[np.arange(4), y]
     correct = (logits.argmax(-1) == y).astype(np.float64)
     w = np.array([1, 1, 1, 0], np.float32)
@@ -132,7 +137,7 @@ def test_lm_eval_counts_tokens_and_its_nll_matches_numpy():
     batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
              "weight": np.ones((2,), np.float32)}
     model, _ = nnx.merge(graphdef, state)
-    logits = np.asarray(model(jnp.asarray(batch["inputs"]))[0], np.float64)
+    logits = np.asarray(forward(model, batch["inputs"]), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, batch["targets"][..., None], -1).sum()
     out = eval_step(graphdef, state, batch, task="lm")

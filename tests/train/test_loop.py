@@ -13,6 +13,17 @@ from experiments.configs import common
 from tests.data.test_text_and_wikitext import write_release
 
 
+def smoke(name, task=None):
+    """The smoke config on one device: the suite's 8 CPU devices on 2 cores make SPMD runs
+    slow, and one test below keeps data parallelism on to cover it."""
+    if task is None:
+        cfg = common.digits_config(name.split("_", 1)[1], name, "smoke")
+    else:
+        cfg = common.paper_config(task, name.split("_", 1)[1], name, "smoke")
+    cfg.train.data_parallel = False
+    return cfg
+
+
 def check_reports(workdir, task):
     records = read_metrics(workdir / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, 7))      # log_every_steps = 1
@@ -33,8 +44,9 @@ def check_reports(workdir, task):
 
 
 def test_digits_smoke_writes_every_report(tmp_path):
-    cfg = common.digits_config("astro", "digits_astro", "smoke")
+    cfg = common.digits_config("astro", "digits_astro", "smoke")   # 8-way data parallel
     summary = train_and_evaluate(cfg, tmp_path)
+    assert summary["num_devices"] == 8
     _, records = check_reports(tmp_path, "classification")
     assert summary["epochs_to_target"] == epochs_to_target(records, 0.85)
     assert 0 <= summary["final"]["eval_accuracy"] <= 1
@@ -42,7 +54,7 @@ def test_digits_smoke_writes_every_report(tmp_path):
 
 def test_cifar10_and_imdb_smoke_on_tfds_mock_data(tmp_path):
     for name, task in (("cifar_softmax", "cifar10"), ("imdb_astro", "imdb")):
-        cfg = common.paper_config(task, name.split("_", 1)[1], name, "smoke")
+        cfg = smoke(name, task)
         with tfds.testing.mock_data(num_examples=80):
             train_and_evaluate(cfg, tmp_path / name)
         check_reports(tmp_path / name, "classification")
@@ -51,7 +63,7 @@ def test_cifar10_and_imdb_smoke_on_tfds_mock_data(tmp_path):
 def test_wikitext2_smoke_on_generated_raw_files_reports_the_word_fallback(tmp_path):
     (tmp_path / "data").mkdir()
     write_release(tmp_path / "data", as_zip=True)
-    cfg = common.paper_config("wikitext2", "astro", "wikitext2_astro", "smoke")
+    cfg = smoke("wikitext2_astro", "wikitext2")
     cfg.data.data_dir = str(tmp_path / "data")
     cfg.data.max_len = 4                          # the generated corpus is ~30 tokens
     summary = train_and_evaluate(cfg, tmp_path / "run")
@@ -61,16 +73,8 @@ def test_wikitext2_smoke_on_generated_raw_files_reports_the_word_fallback(tmp_pa
         math.exp(summary["final"]["eval_loss"]))
 
 
-def test_a_workdir_of_another_config_is_refused(tmp_path):
-    train_and_evaluate(common.digits_config("softmax", "digits_softmax", "smoke"), tmp_path)
-    other = common.digits_config("softmax", "digits_softmax", "smoke")
-    other.train.learning_rate = 0.5
-    with pytest.raises(ConfigError, match=r"different config .*train\.learning_rate"):
-        train_and_evaluate(other, tmp_path)
-
-
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    cfg = common.digits_config("softmax", "digits_softmax", "smoke")
+    cfg = smoke("digits_softmax")
     cfg.train.learning_rate = 1e30               # one AdamW step of 1e30 overflows the logits
     cfg.train.warmup_steps = 0
     cfg.train.checkpoint_every_steps = 1
@@ -83,13 +87,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert summary["status"] == "diverged"
 
 
-def test_rerun_of_a_finished_run_and_of_one_with_an_unreadable_checkpoint(tmp_path):
-    cfg = common.digits_config("astro", "digits_astro", "smoke")
+def test_rerun_of_a_finished_run_of_another_config_and_after_an_unreadable_checkpoint(tmp_path):
+    cfg = smoke("digits_astro")
     ref = train_and_evaluate(cfg, tmp_path / "ref")
     again = train_and_evaluate(cfg, tmp_path / "ref")      # finished: resumes, reports the same
     assert again["final"] == ref["final"] and again["step"] == 6
     assert again["params_sha256"] == ref["params_sha256"]
     assert len(read_metrics(tmp_path / "ref" / "metrics.jsonl")) == 6   # nothing logged twice
+    other = smoke("digits_astro")
+    other.train.learning_rate = 0.5
+    with pytest.raises(ConfigError, match=r"different config .*train\.learning_rate"):
+        train_and_evaluate(other, tmp_path / "ref")             # refused before any work
     work = tmp_path / "work"
     shutil.copytree(tmp_path / "ref", work)
     # Step 6 is the latest; wreck its parameter files so restoring it fails.
