@@ -91,3 +91,23 @@ def test_missing_tfds_data_raises_one_error_with_the_prepare_command(tmp_path):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match=r"data\.name"):
         load_dataset({"name": "mnist"})
+
+
+def test_imdb_with_a_glove_file_hands_the_training_vocabulary_to_the_model(tmp_path):
+    from flax import nnx
+
+    from astroflax.models import create_model
+
+    glove = tmp_path / "glove.txt"
+    with tfds.testing.mock_data(num_examples=24):
+        plain = load_dataset({"name": "imdb", "max_len": 12, "vocab_size": 50})
+        words = plain.model_overrides.get("vocab")
+        assert words is None                      # no GloVe file: learned embeddings
+        glove.write_text("the " + " ".join(["0.5"] * 12) + "\n")
+        ds = load_dataset({"name": "imdb", "max_len": 12, "vocab_size": 50,
+                           "glove_path": str(glove)})
+    kw = ds.model_overrides
+    assert kw["glove_path"] == str(glove)
+    assert len(kw["vocab"]) == kw["vocab_size"] and kw["vocab"][:2] == ["<pad>", "<unk>"]
+    model = nnx.eval_shape(lambda: create_model("tiny_imdb", **kw))   # embed_dim 12 = file's
+    assert model.embed.vocab_size == kw["vocab_size"]
