@@ -85,10 +85,14 @@ def format_duration(seconds: float) -> str:
 
 def progress_line(step: int, total: int, epoch: float, loss: float, examples_per_sec: float,
                   eta_s: float, extra: str = "") -> str:
-    """``step 120/2000 (6%) | epoch 3.40 | loss 0.4123 | 850 ex/s | ETA 2m13s``."""
+    """``step 120/2000 (6%) | epoch 3.40 | loss 0.4123 | 850 ex/s | ETA 2m13s``.
+
+    A throughput of 0 (nothing timed yet: the first step is compilation) prints as ``-``.
+    """
+    speed = (f"{examples_per_sec:,.0f} ex/s | ETA {format_duration(eta_s)}"
+             if examples_per_sec > 0 else "- ex/s | ETA -")
     return (f"step {step}/{total} ({100 * step / max(total, 1):.0f}%) | epoch {epoch:.2f} | "
-            f"loss {loss:.4f} | {examples_per_sec:,.0f} ex/s | ETA {format_duration(eta_s)}"
-            + (f" | {extra}" if extra else ""))
+            f"loss {loss:.4f} | {speed}" + (f" | {extra}" if extra else ""))
 
 
 def epochs_to_target(records: Sequence[dict[str, Any]], target: float,

@@ -143,3 +143,13 @@ def test_lm_eval_counts_tokens_and_its_nll_matches_numpy():
     out = eval_step(graphdef, state, batch, task="lm")
     assert float(out["count"]) == 12
     assert float(out["nll"]) == pytest.approx(nll, rel=1e-5)
+
+
+def test_progress_line_and_durations():
+    from astroflax.train.metrics import format_duration, progress_line
+
+    assert format_duration(3725) == "1h02m05s" and format_duration(65) == "1m05s"
+    assert format_duration(5.2) == "5s"
+    assert progress_line(120, 2000, 3.4, 0.41234, 850.0, 133) == (
+        "step 120/2000 (6%) | epoch 3.40 | loss 0.4123 | 850 ex/s | ETA 2m13s")
+    assert "- ex/s | ETA -" in progress_line(1, 10, 0.1, 2.0, 0.0, 0.0)
