@@ -17,6 +17,10 @@ from jax import Array
 
 from astroflax.kernels.feature_maps import apply_feature_map, elu1
 
+#: Blocks up to this length take their prefix states by a triangular matmul, longer ones by
+#: cumsum (see :func:`prefix_states`).
+PREFIX_MATMUL_MAX_LEN = 256
+
 
 class AstroState(NamedTuple):
     """What the tripartite synapse remembers after write mode, for one head (or batched).
@@ -118,9 +122,19 @@ def prefix_states(state: AstroState, k_feat: Array, v: Array,
     Memory is ``O(T·m·d)``: callers use it per chunk (SPEC §4), never over a long sequence.
     """
     x = _presynaptic(k_feat, pos_feat)
-    outer = x[:, :, None] * v.astype(state.S.dtype)[:, None, :]
-    S = state.S + jnp.cumsum(outer, axis=0)
-    return AstroState(S=S, z=state.z + jnp.cumsum(k_feat, axis=0))
+    v = v.astype(state.S.dtype)
+    T = x.shape[0]
+    if T > PREFIX_MATMUL_MAX_LEN:  # long (parallel-mode) blocks: O(T·m·d) work, not O(T²·m·d)
+        S = state.S + jnp.cumsum(x[:, :, None] * v[:, None, :], axis=0)
+        return AstroState(S=S, z=state.z + jnp.cumsum(k_feat, axis=0))
+    # A chunk's prefix sum of the outer products x_t v_tᵀ as one [T, T] @ [T, m·d] matmul
+    # with a 0/1 lower-triangular matrix: on CPU a matmul's flops are far cheaper than the
+    # log(T) elementwise passes of a cumsum (measured 2.3x faster forward, 1.4x forward +
+    # backward at C=64, m=d=128), and the exact zeros above the diagonal keep a future
+    # token's gradient exactly zero.
+    lower = jnp.tril(jnp.ones((T, T), x.dtype))
+    S = state.S + jnp.einsum("it,tm,td->imd", lower, x, v)
+    return AstroState(S=S, z=state.z + lower @ k_feat)
 
 
 def hebbian_weights(S: Array, params: ReadParams) -> Array:
