@@ -34,7 +34,7 @@ _CIFAR_STD = np.asarray([0.2470, 0.2435, 0.2616], np.float32)
 TFDS_PREPARE_HELP = (
     "TFDS dataset {name!r} (split {split!r}) is not prepared in {data_dir}.\n"
     "Prepare it once on a machine with internet (TensorFlow is needed only for this step):\n"
-    "    pip install tensorflow tensorflow-datasets\n"
+    "    pip install 'astroflax[prepare]'   # or: pip install tensorflow tensorflow-datasets\n"
     "    tfds build {name} --file_format=array_record --data_dir={data_dir}\n"
     "then copy that folder here (or set --config.data.data_dir=DIR, or TFDS_DATA_DIR). "
     "Training itself reads the array_record files without TensorFlow.\n(cause: {cause})")
