@@ -21,6 +21,11 @@ from astroflax.data.text import EOS, UNK, WordVocab, build_vocab
 SPLIT_FILES = {"train": "wiki.train.raw", "validation": "wiki.valid.raw",
                "test": "wiki.test.raw"}
 ZIP_NAME = "wikitext-2-raw-v1.zip"
+# Lines per split of the official raw release (the row counts of every published copy, e.g.
+# the Hugging Face `wikitext-2-raw-v1` card). The release's checksum is not known offline, so
+# the line count is the integrity check: a truncated or different file is reported, not used
+# silently.
+OFFICIAL_LINES = {"train": 36_718, "validation": 3_760, "test": 4_358}
 
 PREPARE_HELP = (
     "WikiText-2 is read from the official raw release. Download wikitext-2-raw-v1.zip "
@@ -44,13 +49,22 @@ def read_wikitext_split(data_dir: str | Path, split: str) -> list[str]:
         raise ValueError(f"split: expected one of {sorted(SPLIT_FILES)}, got {split!r}")
     d = Path(data_dir).expanduser()
     name = SPLIT_FILES[split]
+    lines = None
     for candidate in (d / name, d / "wikitext-2-raw" / name):
         if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").splitlines(keepends=True)
-    if (d / ZIP_NAME).is_file():
+            lines = candidate.read_text(encoding="utf-8").splitlines(keepends=True)
+            break
+    if lines is None and (d / ZIP_NAME).is_file():
         with zipfile.ZipFile(d / ZIP_NAME) as z:
-            return z.read(f"wikitext-2-raw/{name}").decode("utf-8").splitlines(keepends=True)
-    raise FileNotFoundError(PREPARE_HELP.format(data_dir=d))
+            lines = z.read(f"wikitext-2-raw/{name}").decode("utf-8").splitlines(keepends=True)
+    if lines is None:
+        raise FileNotFoundError(PREPARE_HELP.format(data_dir=d))
+    if len(lines) != OFFICIAL_LINES[split]:
+        logging.warning("WikiText-2 %s split in %s has %d lines; the official raw release has "
+                        "%d: this is not (all of) wikitext-2-raw-v1, so results are not "
+                        "comparable with the paper's.", split, d, len(lines),
+                        OFFICIAL_LINES[split])
+    return lines
 
 
 def load_gpt2_encoding():

@@ -93,3 +93,13 @@ def test_wikitext_dataset_from_generated_files(tmp_path):
     assert ex["inputs"].shape == (4,) and ex["inputs"].dtype == np.int32
     np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
     assert ds.model_overrides == {"vocab_size": ds.model_overrides["vocab_size"], "max_len": 4}
+
+
+def test_a_wikitext_file_that_is_not_the_official_release_is_reported(tmp_path, caplog):
+    import logging
+
+    (tmp_path / "wiki.valid.raw").write_text(" = A = \n\n text .\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        lines = read_wikitext_split(tmp_path, "validation")
+    assert lines == [" = A = \n", "\n", " text .\n"]
+    assert "has 3 lines; the official raw release has 3760" in caplog.text
