@@ -7,6 +7,7 @@ with a pointer to the line to fix, not deep inside a compile.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ from astroflax.nn import VARIANTS
 #: Keys of ``config.model`` that are not model-constructor keywords.
 _MODEL_META = ("name", "attention", "alpha")
 SCHEDULES = ("cosine", "constant")
+#: ``config.mesh`` of a config that has none: every device on ``data`` (data parallelism).
+DEFAULT_MESH = {"axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
+                "num_devices": None}
 
 
 class ConfigError(ValueError):
@@ -57,6 +61,55 @@ def model_overrides(model_cfg: Mapping[str, Any], data_overrides: Mapping[str, A
                               f"fixes {k}={v!r}; leave it unset")
         kw[k] = v
     return kw
+
+
+def mesh_config(cfg: Any) -> Mapping[str, Any]:
+    """``cfg.mesh``, or the default (all devices on ``data``) for a config without one."""
+    return cfg.get("mesh", DEFAULT_MESH)
+
+
+def run_device_count(cfg: Any) -> int:
+    """Devices a run uses: 1 without ``train.data_parallel``, else ``mesh.num_devices`` or all."""
+    n = mesh_config(cfg).get("num_devices")
+    if not cfg["train"].get("data_parallel", True):
+        return 1
+    return jax.device_count() if n is None else int(n)
+
+
+def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
+    """Checks ``config.mesh`` against ``num_devices``; returns the batch split (devices).
+
+    Errors: malformed fields, a shape whose product is not the device count, batch axes or
+    rule targets that are not mesh axes, a logical name that is not one of astroflax's, and a
+    mesh axis of size > 1 that neither splits the batch nor is used by any rule.
+    """
+    from astroflax.nn.sharding import LOGICAL_AXES
+    from astroflax.train.mesh import resolve_shape
+
+    axes, shape = tuple(mesh_cfg["axes"]), tuple(mesh_cfg["shape"])
+    _check(len(axes) > 0 and all(isinstance(a, str) for a in axes) and len(set(axes)) == len(axes),
+           "mesh.axes", "distinct axis names", axes)
+    _check(len(shape) == len(axes) and all(isinstance(s, int) and (s > 0 or s == -1)
+                                           for s in shape) and shape.count(-1) <= 1,
+           "mesh.shape", f"{len(axes)} positive ints (one may be -1) for axes {axes}", shape)
+    sizes = resolve_shape(shape, num_devices)
+    _check(math.prod(sizes) == num_devices and -1 not in sizes, "mesh.shape",
+           f"a shape whose product is the {num_devices} device(s) in use", shape)
+    batch_axes = tuple(mesh_cfg["batch_axes"])
+    _check(all(a in axes for a in batch_axes), "mesh.batch_axes", f"axes of {axes}", batch_axes)
+    used: set[str] = set()
+    for rule in mesh_cfg["rules"]:
+        _check(len(rule) == 2 and rule[0] in LOGICAL_AXES, "mesh.rules",
+               f"(logical_name, mesh_axis) pairs with names from {LOGICAL_AXES}", rule)
+        targets = () if rule[1] is None else (rule[1],) if isinstance(rule[1], str) else rule[1]
+        _check(all(a in axes for a in targets), "mesh.rules",
+               f"rules whose mesh axes are among {axes}", rule)
+        used.update(targets)
+    for a, n in zip(axes, sizes, strict=True):
+        _check(n == 1 or a in used or a in batch_axes, "mesh.axes",
+               f"every axis of size > 1 used by a rule of config.mesh.rules or listed in "
+               f"config.mesh.batch_axes, but axis {a!r} (size {n}) is used by none", axes)
+    return math.prod(n for a, n in zip(axes, sizes, strict=True) if a in batch_axes)
 
 
 def validate_config(cfg: Any, num_devices: int | None = None, process_count: int | None = None
@@ -103,15 +156,21 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
         raise ConfigError(f"config.model: {e}") from None
 
     t = cfg["train"]
-    devices = num_devices or (jax.device_count() if t.get("data_parallel", True) else 1)
     processes = process_count or jax.process_count()
+    devices = num_devices or run_device_count(cfg)
+    n = mesh_config(cfg).get("num_devices")
+    if n is not None:
+        _check(isinstance(n, int) and 1 <= n <= jax.device_count() and processes == 1,
+               "mesh.num_devices", f"None or 1..{jax.device_count()} (single process only)", n)
+    split = validate_mesh(mesh_config(cfg), devices)
     for k in ("batch_size", "eval_batch_size"):
         b = t.get(k)
         if k == "eval_batch_size" and b is None:
             continue
         _check(isinstance(b, int) and b > 0, f"train.{k}", "a positive int", b)
-        _check(b % devices == 0 and b % processes == 0, f"train.{k}",
-               f"divisible by the {devices} devices and {processes} processes "
+        _check(b % split == 0 and b % processes == 0, f"train.{k}",
+               f"divisible by the {split} devices the batch is split over "
+               f"(config.mesh.batch_axes) and the {processes} processes "
                "(or set train.data_parallel=False)", b)
     _check(t["learning_rate"] > 0, "train.learning_rate", "> 0", t["learning_rate"])
     _check(t["weight_decay"] >= 0, "train.weight_decay", ">= 0", t["weight_decay"])

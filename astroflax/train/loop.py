@@ -25,14 +25,27 @@ import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from astroflax.data import load_dataset, train_iterator
 from astroflax.data.pipeline import Dataset, describe, eval_batches
 from astroflax.train import metrics as metrics_lib
 from astroflax.train.checkpoint import Checkpointer
-from astroflax.train.config import ConfigError, model_overrides, validate_config
-from astroflax.train.steps import eval_step, init_state, make_optimizer, make_schedule, train_step
+from astroflax.train.config import (
+    ConfigError,
+    mesh_config,
+    model_overrides,
+    run_device_count,
+    validate_config,
+)
+from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh
+from astroflax.train.steps import (
+    eval_step,
+    init_state,
+    make_optimizer,
+    make_schedule,
+    sharded_train_step,
+    state_shardings,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,7 +72,11 @@ def _check_workdir(workdir: Path, cfg_json: dict[str, Any]) -> None:
         return out
 
     a, b = flat(old), flat(cfg_json)
-    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    # The mesh may change between sessions: sharded checkpoints restore onto any mesh.
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
+                  and not k.startswith("mesh.") and k != "train.data_parallel")
+    if not diff:
+        return
     raise ConfigError(f"workdir {workdir} holds checkpoints of a different config (fields "
                       f"{diff} differ); pass another --workdir or delete that one to start over")
 
@@ -186,9 +203,10 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     logging.info("data: %s", describe(ds))
     model_kw = model_overrides(cfg.model, ds.model_overrides)
 
-    devices = jax.devices() if t.data_parallel else jax.devices()[:1]
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
-    data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    devices = jax.devices()[:run_device_count(cfg)]
+    mesh_cfg = mesh_config(cfg)
+    mesh = make_mesh(mesh_cfg, devices)
+    data_sharding = batch_sharding(mesh, mesh_cfg)
     eval_bs = t.eval_batch_size or t.batch_size
     steps_per_epoch = max(ds.num_train // t.batch_size, 1)
     total_steps = int(t.num_train_steps or math.ceil(t.num_epochs * steps_per_epoch))
@@ -198,14 +216,15 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     tx = make_optimizer(schedule, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2,
                         grad_clip_norm=t.grad_clip_norm)
     try:
-        graphdef, state = init_state(cfg.model.name, model_kw, tx, cfg.seed)
+        graphdef, state = init_state(cfg.model.name, model_kw, tx, cfg.seed, mesh=mesh,
+                                     rules=logical_rules(mesh_cfg))
     except ValueError as e:  # the model rejected a value the generic checks let through
         raise ConfigError(f"config.model: {e}") from None
     num_params = sum(int(x.size) for x in jax.tree.leaves(nnx.filter_state(state[0], nnx.Param)))
     logging.info("model %s (attention=%s): %s parameters; %d steps (%d per epoch), batch %d "
                  "on %d device(s)", cfg.model.name, cfg.model.attention, f"{num_params:,}",
                  total_steps, steps_per_epoch, t.batch_size, len(devices))
-    state = jax.device_put(state, replicated)
+    train_step = sharded_train_step(state_shardings(state))
 
     it = train_iterator(ds, t.batch_size // jax.process_count(), seed=cfg.seed,
                         augment=bool(cfg.data.get("augment")))

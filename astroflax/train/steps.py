@@ -110,14 +110,45 @@ def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: s
 
 
 def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
-               seed: int) -> tuple[nnx.GraphDef, nnx.State]:
+               seed: int, mesh: jax.sharding.Mesh | None = None,
+               rules: tuple[tuple[str, Any], ...] = ()) -> tuple[nnx.GraphDef, nnx.State]:
     """Builds ``(model, optimizer)`` and splits it: ``(graphdef, state)``.
 
     Parameters draw from ``seed``, dropout from ``seed + 1`` (separate streams, so changing
     dropout does not change the initialisation).
+
+    With a ``mesh``, the state is created directly sharded: the abstract model gives each
+    parameter's sharding from its logical axes and ``rules`` (flax logical-axis rules; names
+    without a rule are replicated), and one jitted init writes every shard where it belongs,
+    so no full copy of the model is ever built on one device. Adam moments follow their
+    parameters; everything else (step, RNG counters) is replicated.
     """
     from astroflax.models import create_model
 
-    model = create_model(model_name, rngs=nnx.Rngs(params=seed, dropout=seed + 1), **model_kw)
-    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    return nnx.split((model, opt))
+    def create() -> tuple[nnx.Module, nnx.Optimizer]:
+        model = create_model(model_name, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
+                             **model_kw)
+        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    if mesh is None:
+        return nnx.split(create())
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
+        graphdef, abstract = nnx.get_abstract_model(create, mesh)
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        shardings = jax.tree.map(lambda a: getattr(a, "sharding", None) or replicated, abstract)
+        state = jax.jit(lambda: nnx.split(create())[1], out_shardings=shardings)()
+    return graphdef, state
+
+
+def state_shardings(state: nnx.State) -> Any:
+    """The sharding of every leaf of ``state`` (for ``out_shardings`` and restore targets)."""
+    return jax.tree.map(lambda a: a.sharding, state)
+
+
+def sharded_train_step(shardings: Any) -> Any:
+    """:func:`train_step` whose new state has ``shardings`` (the initial state's).
+
+    So FSDP parameters and moments stay sharded as the rules say, step after step.
+    """
+    return jax.jit(train_step.__wrapped__, static_argnames=("graphdef", "task"),
+                   donate_argnames=("state",), out_shardings=(shardings, None))

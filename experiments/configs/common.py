@@ -21,6 +21,12 @@ them and a typo fails):
   ``target_accuracy`` (for epochs-to-target), ``data_parallel`` (split batches over all
   devices).
 
+* ``mesh``: ``axes``, ``shape`` (-1 = the remaining devices), ``batch_axes`` (axes the batch
+  is split over), ``rules`` (logical parameter axis -> mesh axis, e.g. ``(("embed", "fsdp"),)``);
+  ``num_devices`` (None = all; N = the first N, single process); default: every device on
+  ``data``. :func:`fsdp` switches a config to FSDP; see
+  ``astroflax/train/mesh.py``.
+
 The config argument (``--config=cifar_astro:smoke``): ``smoke`` shrinks any config to a few
 seconds on CPU (tiny preset, 64 examples, 6 steps) with the same code path.
 """
@@ -77,6 +83,23 @@ def base_config(name: str) -> ml_collections.ConfigDict:
         "grad_clip_norm": config_dict.placeholder(float), "log_every_steps": 50,
         "eval_every_steps": 0, "checkpoint_every_steps": 500, "keep_checkpoints": 2,
         "target_accuracy": 0.85, "data_parallel": True})
+    c.mesh = ml_collections.ConfigDict({
+        "axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
+        "num_devices": config_dict.placeholder(int)})
+    return c
+
+
+def fsdp(c: ml_collections.ConfigDict, fsdp_size: int = -1) -> ml_collections.ConfigDict:
+    """Switches ``c`` to FSDP over a ``fsdp`` mesh axis.
+
+    Mesh ``(data, fsdp)`` of shape ``(-1, fsdp_size)`` (default: all devices on ``fsdp``), the
+    batch split over both axes, every parameter and its optimizer moments sharded over
+    ``fsdp`` through their ``embed`` dimension.
+    """
+    c.mesh.axes = ("data", "fsdp")
+    c.mesh.shape = (1, -1) if fsdp_size == -1 else (-1, fsdp_size)
+    c.mesh.batch_axes = ("data", "fsdp")
+    c.mesh.rules = (("embed", "fsdp"),)
     return c
 
 

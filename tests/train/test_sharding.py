@@ -1,0 +1,128 @@
+"""Sharded training on the suite's 8 simulated CPU devices: data parallel and FSDP meshes give
+the losses of one device, parameters are sharded as the rules table says, a checkpoint saved
+on 8 devices resumes on 2, and bad mesh configs fail before anything is compiled."""
+
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from astroflax.train import ConfigError, train_and_evaluate, validate_config
+from astroflax.train.config import model_overrides
+from astroflax.train.mesh import logical_rules, make_mesh
+from astroflax.train.metrics import read_metrics
+from astroflax.train.steps import init_state, make_optimizer, make_schedule
+from experiments.configs import common
+
+
+def tiny(steps=5):
+    cfg = common.digits_config("astro", "digits_astro", "smoke")
+    cfg.model.features, cfg.model.num_heads, cfg.model.mlp_dim = 16, 2, 32
+    cfg.model.num_layers = 1
+    cfg.train.num_train_steps = steps
+    cfg.train.eval_every_steps = 0            # one eval per epoch (64 / 16 = 4 steps)
+    cfg.train.checkpoint_every_steps = 4
+    return cfg
+
+
+def losses(workdir):
+    return np.array([r["train_loss"] for r in read_metrics(workdir / "metrics.jsonl")
+                     if "train_loss" in r])
+
+
+def test_data_parallel_and_fsdp_on_8_devices_match_one_device(tmp_path):
+    one = tiny()
+    one.train.data_parallel = False
+    train_and_evaluate(one, tmp_path / "one")
+    ref = losses(tmp_path / "one")
+    assert len(ref) == 5
+    dp = train_and_evaluate(tiny(), tmp_path / "dp")
+    fsdp = train_and_evaluate(common.fsdp(tiny()), tmp_path / "fsdp")
+    assert dp["num_devices"] == fsdp["num_devices"] == 8
+    np.testing.assert_allclose(losses(tmp_path / "dp"), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(losses(tmp_path / "fsdp"), ref, rtol=0, atol=1e-5)
+
+
+def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
+    cfg = common.fsdp(tiny())
+    cfg.mesh.shape = (2, 4)
+    mesh = make_mesh(cfg.mesh, jax.devices())
+    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                      total_steps=5), weight_decay=0.0)
+    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
+    graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
+                                 rules=logical_rules(cfg.mesh))
+    model, opt = nnx.merge(graphdef, state)
+    checked = 0
+    for tree in (nnx.state(model, nnx.Param), opt.opt_state):
+        for path, var in jax.tree_util.tree_flatten_with_path(
+                tree, is_leaf=lambda x: isinstance(x, nnx.Variable))[0]:
+            if not isinstance(var, nnx.Variable) or var.get_metadata().get("out_sharding") is None:
+                continue
+            names = var.get_metadata()["out_sharding"]
+            want = P(*("fsdp" if n == "embed" else None for n in names))
+            got = var.get_value().sharding.spec
+            assert tuple(got) + (None,) * (len(names) - len(got)) == tuple(want), (path, got)
+            checked += 1
+    assert checked > 10
+
+
+def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
+    full = common.fsdp(tiny(steps=8))
+    train_and_evaluate(full, tmp_path / "run")
+    ref = losses(tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "8")    # as if stopped after step 4
+    resumed = common.fsdp(tiny(steps=8))
+    resumed.mesh.num_devices = 2
+    summary = train_and_evaluate(resumed, tmp_path / "run")
+    assert summary["num_devices"] == 2 and summary["step"] == 8
+    got = losses(tmp_path / "run")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"shape": (3,)}, r"config\.mesh\.shape: expected a shape whose product is the 8 device"),
+    ({"axes": ("data", "tp"), "shape": (4, 2)},
+     r"config\.mesh\.axes: .*axis 'tp' \(size 2\) is used by none"),
+    ({"rules": (("embed", "model"),)}, r"config\.mesh\.rules: expected rules whose mesh axes"),
+    ({"rules": (("hidden", "data"),)}, r"config\.mesh\.rules: expected \(logical_name"),
+])
+def test_bad_mesh_configs_fail_with_one_clear_error(edit, message):
+    cfg = tiny()
+    for k, v in edit.items():
+        cfg.mesh[k] = v
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg, process_count=1)
+
+
+def test_batch_not_divisible_by_the_data_axes_fails():
+    cfg = common.fsdp(tiny())
+    cfg.train.batch_size = 12
+    with pytest.raises(ConfigError, match=r"config\.train\.batch_size: expected divisible by "
+                                          r"the 8 devices the batch is split over"):
+        validate_config(cfg, process_count=1)
+
+
+def test_distributed_start_up_only_when_asked(monkeypatch):
+    from astroflax.train import distributed
+
+    for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+              "ASTROFLAX_DISTRIBUTED"):
+        monkeypatch.delenv(k, raising=False)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    assert distributed.maybe_initialize() is False and calls == []
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    assert distributed.maybe_initialize(process_id=1) is True
+    assert calls[-1] == {"coordinator_address": "localhost:1234", "num_processes": 2,
+                         "process_id": 1}
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+    with pytest.raises(ValueError, match="without a coordinator address"):
+        distributed.maybe_initialize()
+    monkeypatch.delenv("JAX_NUM_PROCESSES")
+    assert distributed.maybe_initialize(distributed=True) is True
+    assert calls[-1] == {"coordinator_address": None, "num_processes": None, "process_id": None}
