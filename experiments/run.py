@@ -4,6 +4,8 @@
     python -m experiments.run --config=cifar_astro             # a bare name: experiments/configs/
     python -m experiments.run --config=imdb_softmax:smoke --config.train.batch_size=32
     python -m experiments.run --config=path/to/my.py --workdir=/tmp/run1
+    python -m experiments.run --config=cifar_astro --coordinator_address=host0:1234 \
+        --num_processes=2 --process_id=0          # one per host; see BUILD.md (multi-host)
 
 The workdir (default ``runs/<config stem>[_<arg>]``) receives ``config.json``,
 ``metrics.jsonl``, TensorBoard events, checkpoints, ``curves.png`` and ``summary.json``;
@@ -29,6 +31,16 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file, or a bare name in experiments/configs/, with an optional ':smoke'.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config stem>).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "Multi-process runs: host:port of process 0 (or env JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: process count (or env JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process runs: this process's id (or env JAX_PROCESS_ID).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Bare jax.distributed.initialize() (TPU pod slices, SLURM); or env ASTROFLAX_DISTRIBUTED=1.")
 
 
 def resolve_config_arg(value: str) -> str:
@@ -72,6 +84,10 @@ def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
     from astroflax.data import DataNotFoundError
     from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+    from astroflax.train.distributed import maybe_initialize
+
+    maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                     _DISTRIBUTED.value)
 
     config = _CONFIG.value
     filename, _, arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
@@ -85,7 +101,10 @@ def main(argv: list[str]) -> None:
         summary = train_and_evaluate(config, workdir)
     except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
         sys.exit(f"error: {e}")
-    print(json.dumps(summary, indent=2))
+    import jax
+
+    if jax.process_index() == 0:
+        print(json.dumps(summary, indent=2))
 
 
 _GIVEN = False
