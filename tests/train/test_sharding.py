@@ -1,5 +1,5 @@
-"""Sharded training on the suite's 8 simulated CPU devices: data parallel and FSDP meshes give
-the losses of one device, parameters are sharded as the rules table says, a checkpoint saved
+"""Sharded training on the suite's 8 simulated CPU devices: data parallel and FSDP train steps
+give the losses of one device, parameters are sharded as the rules table says, a checkpoint saved
 on 8 devices resumes on 2, and bad mesh configs fail before anything is compiled."""
 
 import shutil
@@ -18,8 +18,9 @@ from astroflax.train.steps import init_state, make_optimizer, make_schedule
 from experiments.configs import common
 
 
-def tiny(steps=5):
-    cfg = common.digits_config("astro", "digits_astro", "smoke")
+def tiny(steps=5, attention="softmax"):
+    """A 1-layer width-16 ViT on digits (softmax attention compiles fastest under SPMD)."""
+    cfg = common.digits_config(attention, "digits_" + attention, "smoke")
     cfg.model.features, cfg.model.num_heads, cfg.model.mlp_dim = 16, 2, 32
     cfg.model.num_layers = 1
     cfg.train.num_train_steps = steps
@@ -33,21 +34,41 @@ def losses(workdir):
                      if "train_loss" in r])
 
 
-def test_data_parallel_and_fsdp_on_8_devices_match_one_device(tmp_path):
-    one = tiny()
-    one.train.data_parallel = False
-    train_and_evaluate(one, tmp_path / "one")
-    ref = losses(tmp_path / "one")
-    assert len(ref) == 5
-    dp = train_and_evaluate(tiny(), tmp_path / "dp")
-    fsdp = train_and_evaluate(common.fsdp(tiny()), tmp_path / "fsdp")
-    assert dp["num_devices"] == fsdp["num_devices"] == 8
-    np.testing.assert_allclose(losses(tmp_path / "dp"), ref, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(losses(tmp_path / "fsdp"), ref, rtol=0, atol=1e-5)
+def step_losses(cfg, batches, num_devices):
+    """Losses of ``len(batches)`` train steps of ``cfg``'s model on the first devices."""
+    from astroflax.train.mesh import batch_sharding
+    from astroflax.train.steps import sharded_train_step, state_shardings
+
+    mesh = make_mesh(cfg.mesh, jax.devices()[:num_devices])
+    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                      total_steps=5), weight_decay=0.01)
+    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
+    graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
+                                 rules=logical_rules(cfg.mesh))
+    step = sharded_train_step(state_shardings(state))
+    sharding, out = batch_sharding(mesh, cfg.mesh), []
+    for b in batches:
+        b = {k: jax.make_array_from_process_local_data(sharding, v) for k, v in b.items()}
+        state, m = step(graphdef, state, b, task="classification")
+        out.append(float(m["loss"]))
+    return np.array(out)
+
+
+def test_data_parallel_and_fsdp_on_8_devices_match_one_device():
+    from astroflax.data import load_dataset, train_iterator
+
+    cfg = tiny()
+    ds = load_dataset(cfg.data.to_dict(), seed=0)
+    it = train_iterator(ds, 16, seed=0)
+    batches = [next(it) for _ in range(5)]
+    ref = step_losses(cfg, batches, 1)
+    np.testing.assert_allclose(step_losses(cfg, batches, 8), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(step_losses(common.fsdp(tiny()), batches, 8), ref, rtol=0,
+                               atol=1e-5)
 
 
 def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
-    cfg = common.fsdp(tiny())
+    cfg = common.fsdp(tiny(attention="astro"))
     cfg.mesh.shape = (2, 4)
     mesh = make_mesh(cfg.mesh, jax.devices())
     tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
@@ -71,14 +92,15 @@ def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
 
 
 def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
-    full = common.fsdp(tiny(steps=8))
-    train_and_evaluate(full, tmp_path / "run")
+    full = common.fsdp(tiny(steps=6))
+    assert train_and_evaluate(full, tmp_path / "run")["num_devices"] == 8
     ref = losses(tmp_path / "run")
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "8")    # as if stopped after step 4
-    resumed = common.fsdp(tiny(steps=8))
+    assert len(ref) == 6
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")    # as if stopped after step 4
+    resumed = common.fsdp(tiny(steps=6))
     resumed.mesh.num_devices = 2
     summary = train_and_evaluate(resumed, tmp_path / "run")
-    assert summary["num_devices"] == 2 and summary["step"] == 8
+    assert summary["num_devices"] == 2 and summary["step"] == 6
     got = losses(tmp_path / "run")
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 
