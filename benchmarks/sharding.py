@@ -1,0 +1,97 @@
+"""Per-device bytes of one FSDP training step of each paper preset on 1/2/4/8 simulated devices.
+
+    python -m benchmarks.sharding [--devices 1,2,4,8] [--presets cifar10,imdb,wikitext2]
+
+For each preset and device count ``n``: a mesh ``(data=1, fsdp=n)`` with the rules
+``(("embed", "fsdp"),)`` (``experiments.configs.common.fsdp``), the abstract sharded
+``(model, optimizer)`` state (nothing is allocated), and the train step compiled for one
+batch of the paper's size. Printed per device: parameter and optimizer-state bytes (the
+shards of the state's arrays) and the compiled ``memory_analysis`` (arguments, outputs,
+temporaries). Parameter + optimizer bytes should fall roughly as 1/n; GSPMD pads dimensions
+that do not divide by n. IMDB's GloVe table (300 wide, the model 128) carries
+``("vocab", None)``, so for it the rules also map ``vocab`` to ``fsdp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", default="1,2,4,8")
+    ap.add_argument("--presets", default="cifar10,imdb,wikitext2")
+    args = ap.parse_args()
+    counts = [int(x) for x in args.devices.split(",")]
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={max(counts)}")
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from astroflax.models import create_model
+    from astroflax.train.config import model_overrides
+    from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh
+    from astroflax.train.steps import make_optimizer, make_schedule, sharded_train_step
+    from experiments.configs import common
+
+    data = {"cifar10": {"image_size": 32, "in_channels": 3, "num_classes": 10},
+            "imdb": {"vocab_size": 20_000, "max_len": 400, "num_classes": 2},
+            "wikitext2": {"vocab_size": 50_257, "max_len": 512}}
+    print(f"{'preset':<10} {'n':>2} {'params MiB/dev':>15} {'opt MiB/dev':>12} "
+          f"{'args MiB':>9} {'out MiB':>8} {'temp MiB':>9}")
+    for task in args.presets.split(","):
+        cfg = common.fsdp(common.paper_config(task, "astro", f"{task}_astro"))
+        if task == "imdb":   # its 300-d GloVe table is ("vocab", None): shard the vocabulary
+            cfg.mesh.rules = (("embed", "fsdp"), ("vocab", "fsdp"))
+        kw = model_overrides(cfg.model, data[task])
+        bs = int(cfg.train.batch_size)
+        tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant",
+                                          warmup_steps=0, total_steps=10), weight_decay=0.01)
+        for n in counts:
+            mesh = make_mesh(cfg.mesh, jax.devices()[:n])
+
+            def create(kw=kw, name=cfg.model.name, tx=tx):
+                model = create_model(name, rngs=nnx.Rngs(params=0, dropout=1), **kw)
+                return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+            with jax.set_mesh(mesh), nnx.logical_axis_rules(logical_rules(cfg.mesh)):
+                graphdef, abstract = nnx.get_abstract_model(create, mesh)
+
+            def shard_bytes(tree):
+                total = 0
+                for a in jax.tree.leaves(tree):
+                    shape = a.sharding.shard_shape(a.shape) if a.sharding else a.shape
+                    total += int(np.prod(shape)) * a.dtype.itemsize
+                return total
+
+            params = shard_bytes(nnx.filter_state(abstract[0], nnx.Param))
+            opt = shard_bytes(abstract[1])
+            bsh = batch_sharding(mesh, cfg.mesh)
+            if task == "cifar10":
+                batch = {"inputs": jax.ShapeDtypeStruct((bs, 32, 32, 3), jnp.float32, sharding=bsh),
+                         "label": jax.ShapeDtypeStruct((bs,), jnp.int32, sharding=bsh)}
+                kind = "classification"
+            elif task == "imdb":
+                batch = {"inputs": jax.ShapeDtypeStruct((bs, 400), jnp.int32, sharding=bsh),
+                         "mask": jax.ShapeDtypeStruct((bs, 400), jnp.bool_, sharding=bsh),
+                         "label": jax.ShapeDtypeStruct((bs,), jnp.int32, sharding=bsh)}
+                kind = "classification"
+            else:
+                batch = {"inputs": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh),
+                         "targets": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh)}
+                kind = "lm"
+            shardings = jax.tree.map(lambda a: a.sharding, abstract)
+            step = sharded_train_step(shardings)
+            ma = step.lower(graphdef, abstract, batch, task=kind).compile().memory_analysis()
+            mib = 2.0 ** 20
+            print(f"{task:<10} {n:>2} {params / mib:>15.2f} {opt / mib:>12.2f} "
+                  f"{ma.argument_size_in_bytes / mib:>9.2f} {ma.output_size_in_bytes / mib:>8.2f} "
+                  f"{ma.temp_size_in_bytes / mib:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
