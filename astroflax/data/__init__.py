@@ -1,9 +1,10 @@
 """Input pipelines: scikit-learn digits (offline), CIFAR-10 and IMDB (TFDS), WikiText-2 (raw).
 
 Every dataset comes back as a :class:`Dataset`: grain ``MapDataset`` s of single examples
-(numpy, float32 inputs / int32 labels), already sliced to this JAX process, plus the model
-settings the data fixes (image size, vocabulary). :func:`train_iterator` and
-:func:`eval_batches` turn them into deterministic, checkpointable batch streams.
+(numpy, float32 inputs / int32 labels), read lazily, plus the model settings the data fixes
+(image size, vocabulary). :func:`train_batches` / :func:`train_iterator` and
+:func:`eval_batches` turn them into deterministic, checkpointable streams of global batches,
+of which each JAX process reads only its own rows.
 """
 
 from astroflax.data.pipeline import (
@@ -12,6 +13,7 @@ from astroflax.data.pipeline import (
     Dataset,
     eval_batches,
     load_dataset,
+    train_batches,
     train_iterator,
 )
 from astroflax.data.text import WordVocab, build_vocab, tokenize_words
@@ -27,5 +29,6 @@ __all__ = [
     "load_dataset",
     "read_wikitext_split",
     "tokenize_words",
+    "train_batches",
     "train_iterator",
 ]

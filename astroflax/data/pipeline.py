@@ -7,8 +7,11 @@ promotion and x64 on):
 * text classification: ``{"inputs": int32 [L], "mask": bool [L], "label": int32 []}``
 * language modelling: ``{"inputs": int32 [L], "targets": int32 [L]}``
 
-Each process keeps its slice of every split (``ShardByJaxProcess``), so the same code feeds
-one CPU or many hosts; the global batch is assembled by the trainer.
+Splits are lazy: an example is read when indexed. Batches are defined globally — one seeded
+permutation per epoch of the whole split, cut into global batches — and each JAX process reads
+only its rows of each global batch (``rows=(start, stop)``, from the batch sharding; see
+:func:`astroflax.train.mesh.process_rows`). So a run sees the same global batches on one
+process or on many, and the trainer assembles them into global arrays.
 """
 
 from __future__ import annotations
@@ -46,13 +49,13 @@ class DataNotFoundError(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A task's splits (this process's slice) and what the data fixes about the model.
+    """A task's splits (whole, lazily read) and what the data fixes about the model.
 
     Attributes:
       name: dataset name (``digits``, ``cifar10``, ``imdb``, ``wikitext2``).
       task: ``"classification"`` or ``"lm"``.
-      train, eval: examples of this process (see the module docstring).
-      num_train, num_eval: examples in the whole split (all processes).
+      train, eval: the splits' examples (see the module docstring).
+      num_train, num_eval: their lengths.
       model_overrides: keyword arguments the data fixes (``image_size``, ``vocab_size``, ...).
       info: facts for the report (e.g. ``tokenizer``, ``eval_split``).
     """
@@ -65,11 +68,6 @@ class Dataset:
     num_eval: int
     model_overrides: dict[str, Any]
     info: dict[str, Any]
-
-
-def _process_slice(ds: grain.MapDataset) -> grain.MapDataset:
-    shard = grain.sharding.ShardByJaxProcess(drop_remainder=False)
-    return ds[shard.shard_index::shard.shard_count]
 
 
 def _limit(n: int, limit: int | None) -> int:
@@ -96,8 +94,8 @@ def _digits(cfg: Mapping[str, Any], seed: int) -> Dataset:
     train = arrays(x_tr, y_tr, cfg.get("num_train"))
     test = arrays(x_te, y_te, cfg.get("num_eval"))
     return Dataset("digits", "classification",
-                   _process_slice(grain.MapDataset.source(train)),
-                   _process_slice(grain.MapDataset.source(test)), len(train), len(test),
+                   grain.MapDataset.source(train), grain.MapDataset.source(test),
+                   len(train), len(test),
                    {"image_size": 8, "in_channels": 1, "num_classes": 10},
                    {"eval_split": "test (20%, stratified, random_state=0)"})
 
@@ -127,8 +125,8 @@ def _cifar10(cfg: Mapping[str, Any], seed: int) -> Dataset:
 
     n_tr = _limit(len(train_src), cfg.get("num_train"))
     n_te = _limit(len(test_src), cfg.get("num_eval"))
-    train = _process_slice(grain.MapDataset.source(train_src)[:n_tr]).map(prep)
-    test = _process_slice(grain.MapDataset.source(test_src)[:n_te]).map(prep)
+    train = grain.MapDataset.source(train_src)[:n_tr].map(prep)
+    test = grain.MapDataset.source(test_src)[:n_te].map(prep)
     return Dataset("cifar10", "classification", train, test, n_tr, n_te,
                    {"image_size": 32, "in_channels": 3, "num_classes": 10},
                    {"eval_split": "test", "augment": bool(cfg.get("augment"))})
@@ -152,8 +150,8 @@ def _imdb(cfg: Mapping[str, Any], seed: int) -> Dataset:
     test_src = tfds_source("imdb_reviews", "test", cfg.get("data_dir"))
     n_tr = _limit(len(train_src), cfg.get("num_train"))
     n_te = _limit(len(test_src), cfg.get("num_eval"))
-    # The vocabulary comes from the whole training split (all processes read it, so every
-    # process builds the same table), never from the test split.
+    # The vocabulary comes from the whole training split (every process reads it and builds
+    # the same table), never from the test split.
     vocab = text_lib.build_vocab(
         (text_lib.tokenize_words(train_src[i]["text"]) for i in range(n_tr)),
         max_size=cfg.get("vocab_size"))
@@ -166,8 +164,8 @@ def _imdb(cfg: Mapping[str, Any], seed: int) -> Dataset:
             vocab.encode(text_lib.tokenize_words(ex["text"])), length)
         return {"inputs": tokens, "mask": mask, "label": np.int32(ex["label"])}
 
-    train = _process_slice(grain.MapDataset.source(train_src)[:n_tr]).map(prep)
-    test = _process_slice(grain.MapDataset.source(test_src)[:n_te]).map(prep)
+    train = grain.MapDataset.source(train_src)[:n_tr].map(prep)
+    test = grain.MapDataset.source(test_src)[:n_te].map(prep)
     overrides: dict[str, Any] = {"vocab_size": len(vocab), "max_len": length, "num_classes": 2}
     if cfg.get("glove_path"):
         overrides.update(glove_path=str(cfg["glove_path"]), vocab=list(vocab.words))
@@ -197,8 +195,8 @@ def _wikitext2(cfg: Mapping[str, Any], seed: int) -> Dataset:
     def split(w: np.ndarray) -> Example:
         return {"inputs": w[:-1], "targets": w[1:]}
 
-    return Dataset("wikitext2", "lm", _process_slice(grain.MapDataset.source(train_w)).map(split),
-                   _process_slice(grain.MapDataset.source(eval_w)).map(split),
+    return Dataset("wikitext2", "lm", grain.MapDataset.source(train_w).map(split),
+                   grain.MapDataset.source(eval_w).map(split),
                    len(train_w), len(eval_w), {"vocab_size": vocab_size, "max_len": length},
                    {"eval_split": eval_split, "tokenizer": used})
 
@@ -225,52 +223,89 @@ def load_dataset(cfg: Mapping[str, Any], seed: int = 0) -> Dataset:
     return DATASETS[name](cfg, seed)
 
 
-def train_iterator(ds: Dataset, batch_size: int, *, seed: int, augment: bool = False
-                   ) -> grain.DatasetIterator:
-    """An endless, checkpointable stream of this process's training batches.
+def check_rows(rows: tuple[int, int] | None, batch_size: int) -> tuple[int, int]:
+    """``rows`` (default: all) validated as this process's block of a global batch.
 
-    Each epoch is a fresh permutation of the examples (grain's ``shuffle`` reseeds per epoch);
-    augmentation draws from a generator seeded by ``(seed, position in the stream)``, so a
-    restored iterator (``get_state`` / ``set_state``, or orbax via ``grain.checkpoint``) yields
-    exactly the batches an uninterrupted one would.
+    The block must be whole batches' worth of equal, aligned pieces: ``stop - start`` divides
+    ``batch_size`` and ``start``, which holds for every batch sharding over a mesh whose
+    processes own equal contiguous device blocks (any ``jax.make_mesh`` layout).
+    """
+    start, stop = (0, batch_size) if rows is None else (int(rows[0]), int(rows[1]))
+    local = stop - start
+    if not (0 <= start < stop <= batch_size and batch_size % local == 0 and start % local == 0):
+        raise ValueError(f"rows={rows}: this process must hold an aligned block of each global "
+                         f"batch of {batch_size} (start and batch size divisible by its length); "
+                         "check config.mesh.batch_axes against the process layout")
+    return start, stop
+
+
+def train_batches(ds: Dataset, batch_size: int, *, seed: int, augment: bool = False,
+                  rows: tuple[int, int] | None = None) -> grain.MapDataset:
+    """This process's rows of every global training batch, as an endless random-access dataset.
+
+    Each epoch is a fresh permutation of the whole split (grain's ``shuffle`` reseeds per
+    epoch), cut into global batches of ``batch_size``; element ``j`` holds ``rows`` of global
+    batch ``j`` and reading it reads only those examples. Augmentation draws from a generator
+    seeded by ``(seed, position in the global stream)``. So the global batches do not depend
+    on how many processes share them.
 
     Args:
-      ds: the dataset. batch_size: examples per batch for this process.
+      ds: the dataset. batch_size: examples per global batch (all processes).
       seed: shuffling and augmentation seed. augment: random crop + flip (images).
+      rows: ``(start, stop)``, this process's rows of each global batch (default: all).
 
     Returns:
-      An iterator of dicts of stacked arrays, e.g. ``inputs [batch_size, ...]``.
+      A ``MapDataset`` of dicts of stacked arrays, e.g. ``inputs [stop - start, ...]``.
     """
+    start, stop = check_rows(rows, batch_size)
+    local = stop - start
     pipe = ds.train.shuffle(seed=seed).repeat()
     if augment:
         pipe = pipe.random_map(augment_image, seed=seed + 1)
-    pipe = pipe.batch(batch_size, drop_remainder=True)
+    # Global batch g is local batches g*k .. g*k + k-1 (k = batch_size // local); this
+    # process keeps number start // local of each.
+    return pipe.batch(local, drop_remainder=True)[start // local::batch_size // local]
+
+
+def train_iterator(ds: Dataset, batch_size: int, *, seed: int, augment: bool = False,
+                   rows: tuple[int, int] | None = None) -> grain.DatasetIterator:
+    """:func:`train_batches` as a prefetching, checkpointable iterator.
+
+    A restored iterator (``get_state`` / ``set_state``, or orbax via ``grain.checkpoint``)
+    yields exactly the batches an uninterrupted one would. Arguments as for
+    :func:`train_batches`; yields its elements in order.
+    """
+    pipe = train_batches(ds, batch_size, seed=seed, augment=augment, rows=rows)
     return iter(pipe.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)))
 
 
-def num_eval_batches(num_eval: int, batch_size: int, process_count: int) -> int:
-    """Batches each process yields per eval pass (equal on all processes, as collectives need)."""
-    return math.ceil(math.ceil(num_eval / process_count) / batch_size)
+def num_eval_batches(num_eval: int, batch_size: int) -> int:
+    """Global eval batches per pass (every process yields this many, as collectives need)."""
+    return math.ceil(num_eval / batch_size)
 
 
-def eval_batches(ds: Dataset, batch_size: int, process_count: int = 1
+def eval_batches(ds: Dataset, batch_size: int, rows: tuple[int, int] | None = None
                  ) -> Iterator[dict[str, np.ndarray]]:
-    """One ordered pass over this process's eval examples, in full batches.
+    """One ordered pass over the eval split in global batches; this process's ``rows`` of each.
 
-    The last batches are padded with copies of the first example carrying ``weight = 0``, so
-    every batch has the compiled shape and padding never counts.
+    Rows past the end of the split are filled with copies of the first example carrying
+    ``weight = 0``, so every batch has the compiled shape and padding never counts.
+
+    Args:
+      ds: the dataset. batch_size: examples per global batch.
+      rows: ``(start, stop)``, this process's rows of each global batch (default: all).
 
     Yields:
-      Dicts of stacked arrays plus ``weight`` float32 ``[batch_size]`` (1 real, 0 padding).
+      Dicts of stacked arrays ``[stop - start, ...]`` plus ``weight`` float32 (1 real, 0 pad).
     """
+    start, stop = check_rows(rows, batch_size)
     n = len(ds.eval)
-    for b in range(num_eval_batches(ds.num_eval, batch_size, process_count)):
-        idx = list(range(b * batch_size, min((b + 1) * batch_size, n)))
-        exs = [ds.eval[i] for i in idx]
-        weight = np.zeros((batch_size,), np.float32)
+    filler = ds.eval[0]
+    for b in range(num_eval_batches(n, batch_size)):
+        exs = [ds.eval[i] for i in range(b * batch_size + start, min(b * batch_size + stop, n))]
+        weight = np.zeros((stop - start,), np.float32)
         weight[:len(exs)] = 1.0
-        filler = ds.eval[0]
-        exs += [filler] * (batch_size - len(exs))
+        exs += [filler] * (stop - start - len(exs))
         batch = {k: np.stack([e[k] for e in exs]) for k in filler}
         batch["weight"] = weight
         yield batch

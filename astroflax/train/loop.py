@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 from astroflax.data import load_dataset, train_iterator
@@ -37,7 +38,7 @@ from astroflax.train.config import (
     run_device_count,
     validate_config,
 )
-from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh
+from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh, process_rows
 from astroflax.train.steps import (
     eval_step,
     init_state,
@@ -102,17 +103,19 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """This process's rows -> one global array per key, split over the mesh's ``data`` axis."""
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size: int
+               ) -> dict[str, jax.Array]:
+    """This process's rows -> one global ``[batch_size, ...]`` array per key."""
+    return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size, *v.shape[1:]))
+            for k, v in batch.items()}
 
 
 def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size: int,
               sharding: NamedSharding) -> dict[str, float]:
     """Exact metrics over the whole eval split (padding weighted out)."""
     totals: dict[str, jax.Array] | None = None
-    for b in eval_batches(ds, batch_size // jax.process_count(), jax.process_count()):
-        out = eval_step(graphdef, state, _to_global(b, sharding), task=ds.task)
+    for b in eval_batches(ds, batch_size, process_rows(sharding, batch_size)):
+        out = eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task)
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     t = {k: float(v) for k, v in (totals or {}).items()}
     mean_nll = t["nll"] / t["count"]
@@ -158,19 +161,24 @@ def _summary(cfg: Any, ds: Dataset, records: list[dict[str, Any]], *, status: st
 
 
 def params_fingerprint(state: nnx.State) -> str:
-    """SHA-256 of the model's parameters (path order, raw bytes): equal iff bitwise equal."""
+    """SHA-256 of the model's parameters (path order, raw bytes): equal iff bitwise equal.
+
+    A collective when parameters span several processes (every process must call it).
+    """
     h = hashlib.sha256()
     params = nnx.filter_state(state[0], nnx.Param)
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         h.update(jax.tree_util.keystr(path).encode())
+        if not leaf.is_fully_addressable:
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
         h.update(np.asarray(jax.device_get(leaf)).tobytes())
     return h.hexdigest()
 
 
-def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding
+def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding, batch_size: int
              ) -> Iterator[dict[str, jax.Array]]:
     for b in it:
-        yield _to_global(b, sharding)
+        yield _to_global(b, sharding, batch_size)
 
 
 def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
@@ -226,8 +234,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                  total_steps, steps_per_epoch, t.batch_size, len(devices))
     train_step = sharded_train_step(state_shardings(state))
 
-    it = train_iterator(ds, t.batch_size // jax.process_count(), seed=cfg.seed,
-                        augment=bool(cfg.data.get("augment")))
+    it = train_iterator(ds, t.batch_size, seed=cfg.seed, augment=bool(cfg.data.get("augment")),
+                        rows=process_rows(data_sharding, t.batch_size))
     ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
     start_step, meta = 0, {}
     restored = ckpt.restore_latest(state, it)
@@ -261,7 +269,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
 
     try:
         with _StopFlag() as stop:
-            batches = _batches(it, data_sharding)
+            batches = _batches(it, data_sharding, t.batch_size)
             while step < total_steps:
                 state, m = train_step(graphdef, state, next(batches), task=ds.task)
                 step += 1

@@ -55,3 +55,30 @@ def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device]) -> jax.sharding.Mesh
 def batch_sharding(mesh: jax.sharding.Mesh, mesh_cfg: Any) -> NamedSharding:
     """Leading (batch) dimension split over ``config.mesh.batch_axes``."""
     return NamedSharding(mesh, P(tuple(mesh_cfg["batch_axes"])))
+
+
+def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of every global batch that this process's devices hold.
+
+    Read from ``sharding`` itself (not assumed from the process index), so it is right for any
+    device order and for meshes where processes replicate the batch (e.g. a model axis across
+    hosts): the data pipeline then reads exactly these rows.
+
+    Args:
+      sharding: the batch sharding (leading dimension split over the batch axes).
+      batch_size: the global batch size.
+
+    Raises:
+      ValueError: the process's rows are not one contiguous block.
+    """
+    spans = sorted({(s[0].start or 0, batch_size if s[0].stop is None else s[0].stop)
+                    for s in sharding.addressable_devices_indices_map((batch_size,)).values()})
+    start, stop = spans[0][0], spans[0][1]
+    for a, b in spans[1:]:
+        if a > stop:
+            raise ValueError(f"this process holds rows {spans} of each batch of {batch_size}: "
+                             "not one contiguous block; order the mesh so that each process's "
+                             "devices are adjacent along config.mesh.batch_axes")
+        stop = max(stop, b)
+    return start, stop
+

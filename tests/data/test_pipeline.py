@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from astroflax.data import DataNotFoundError, eval_batches, load_dataset, train_iterator
+from astroflax.data import (
+    DataNotFoundError,
+    eval_batches,
+    load_dataset,
+    train_batches,
+    train_iterator,
+)
 from astroflax.data.pipeline import augment_image
 
 
@@ -49,6 +55,61 @@ def test_restored_iterator_yields_the_batches_of_an_uninterrupted_one(digits):
         got = next(b)
         np.testing.assert_array_equal(got["inputs"], e["inputs"])
         np.testing.assert_array_equal(got["label"], e["label"])
+
+
+def test_each_process_reads_only_its_rows_of_the_global_batches(digits):
+    import dataclasses
+
+    import grain
+
+    reads = []
+
+    def read(i):
+        reads.append(int(i))
+        return {"index": np.int32(i)}
+
+    spy = dataclasses.replace(digits, train=grain.MapDataset.range(20).map(read), num_train=20)
+    whole = train_batches(spy, 8, seed=5)
+    for processes in (2, 4):
+        local = 8 // processes
+        parts = [train_batches(spy, 8, seed=5, rows=(p * local, (p + 1) * local))
+                 for p in range(processes)]
+        for j in range(12):                       # 20 / 8: batches straddle epoch boundaries
+            glob = whole[j]["index"]
+            for p, part in enumerate(parts):
+                reads.clear()
+                got = part[j]["index"]
+                np.testing.assert_array_equal(got, glob[p * local:(p + 1) * local])
+                assert sorted(reads) == sorted(got.tolist())    # nothing else was read
+    epoch = np.concatenate([whole[j]["index"] for j in range(5)])    # two epochs, 40 draws
+    np.testing.assert_array_equal(np.sort(epoch[:20]), np.arange(20))
+    assert not np.array_equal(epoch[:20], epoch[20:])     # each epoch its own permutation
+
+
+def test_process_rows_of_augmented_batches_concatenate_to_the_single_process_batch(digits):
+    whole = train_iterator(digits, 32, seed=2, augment=True)
+    halves = [train_iterator(digits, 32, seed=2, augment=True, rows=r)
+              for r in ((0, 16), (16, 32))]
+    for _ in range(46):                           # past the first epoch boundary (44 batches)
+        w, a, b = next(whole), next(halves[0]), next(halves[1])
+        for k in w:
+            np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), w[k])
+
+
+@pytest.mark.parametrize("rows", [(1, 5), (0, 3), (4, 12), (6, 4)])
+def test_rows_that_are_not_an_aligned_block_of_the_batch_are_refused(digits, rows):
+    with pytest.raises(ValueError, match=r"aligned block of each global batch of 8"):
+        train_batches(digits, 8, seed=0, rows=rows)
+
+
+def test_eval_rows_of_all_processes_concatenate_to_the_single_process_batches(digits):
+    whole = list(eval_batches(digits, 64))
+    parts = [list(eval_batches(digits, 64, rows=(16 * p, 16 * (p + 1)))) for p in range(4)]
+    assert all(len(p) == len(whole) == 6 for p in parts)     # equal counts: collectives line up
+    for j, w in enumerate(whole):
+        for k in w:
+            np.testing.assert_array_equal(np.concatenate([p[j][k] for p in parts]), w[k])
+    assert parts[3][-1]["weight"].sum() == 0      # 360 = 5 x 64 + 40: rows 48..63 are padding
 
 
 def test_eval_batches_visit_every_example_once_and_weight_out_padding(digits):

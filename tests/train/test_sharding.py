@@ -148,3 +148,25 @@ def test_distributed_start_up_only_when_asked(monkeypatch):
     monkeypatch.delenv("JAX_NUM_PROCESSES")
     assert distributed.maybe_initialize(distributed=True) is True
     assert calls[-1] == {"coordinator_address": None, "num_processes": None, "process_id": None}
+
+
+def test_process_rows_read_from_the_batch_sharding():
+    from jax.sharding import NamedSharding
+
+    from astroflax.train.mesh import process_rows
+
+    mesh = make_mesh(common.fsdp(tiny()).mesh, jax.devices())
+    assert process_rows(NamedSharding(mesh, P(("data", "fsdp"))), 16) == (0, 16)
+
+    class Stub:          # the slices another process's devices would hold
+        def __init__(self, spans):
+            self.spans = spans
+
+        def addressable_devices_indices_map(self, shape):
+            return {i: (slice(a, b),) for i, (a, b) in enumerate(self.spans)}
+
+    assert process_rows(Stub([(8, 12), (12, 16)]), 16) == (8, 16)
+    assert process_rows(Stub([(0, 8), (0, 8)]), 16) == (0, 8)    # replicated over a model axis
+    assert process_rows(Stub([(None, None)]), 16) == (0, 16)    # batch not split at all
+    with pytest.raises(ValueError, match="not one contiguous block"):
+        process_rows(Stub([(0, 4), (8, 12)]), 16)
