@@ -3,13 +3,16 @@
     python -m benchmarks.sharding [--devices 1,2,4,8] [--presets cifar10,imdb,wikitext2]
 
 For each preset and device count ``n``: a mesh ``(data=1, fsdp=n)`` with the rules
-``(("embed", "fsdp"),)`` (``experiments.configs.common.fsdp``), the abstract sharded
-``(model, optimizer)`` state (nothing is allocated), and the train step compiled for one
-batch of the paper's size. Printed per device: parameter and optimizer-state bytes (the
-shards of the state's arrays) and the compiled ``memory_analysis`` (arguments, outputs,
-temporaries). Parameter + optimizer bytes should fall roughly as 1/n; GSPMD pads dimensions
-that do not divide by n. IMDB's GloVe table (300 wide, the model 128) carries
-``("vocab", None)``, so for it the rules also map ``vocab`` to ``fsdp``.
+``(("embed", "fsdp"), ("vocab", "fsdp"))`` (``experiments.configs.common.fsdp``), the
+abstract sharded ``(model, optimizer)`` state (nothing is allocated), and the train step
+compiled for one batch of the paper's size. Printed per device: parameter and
+optimizer-state bytes (the shards of the state's arrays) and the compiled
+``memory_analysis`` (arguments, outputs, temporaries), and the temporaries of the same step
+without gathering FSDP parameters where they are used
+(:class:`astroflax.train.steps.StepSharding`). Parameter + optimizer bytes should
+fall roughly as 1/n; a dimension n does not divide stays whole
+(``astroflax.train.mesh.parameter_spec``). IMDB's GloVe table (300 wide, the model 128)
+carries ``("vocab", None)`` and is sharded by the ``vocab`` rule.
 """
 
 from __future__ import annotations
@@ -32,21 +35,24 @@ def main() -> None:
     import numpy as np
     from flax import nnx
 
-    from astroflax.models import create_model
     from astroflax.train.config import model_overrides
-    from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh
-    from astroflax.train.steps import make_optimizer, make_schedule, sharded_train_step
+    from astroflax.train.mesh import batch_sharding, make_mesh
+    from astroflax.train.steps import (
+        StepSharding,
+        abstract_state,
+        make_optimizer,
+        make_schedule,
+        sharded_train_step,
+    )
     from experiments.configs import common
 
     data = {"cifar10": {"image_size": 32, "in_channels": 3, "num_classes": 10},
             "imdb": {"vocab_size": 20_000, "max_len": 400, "num_classes": 2},
             "wikitext2": {"vocab_size": 50_257, "max_len": 512}}
     print(f"{'preset':<10} {'n':>2} {'params MiB/dev':>15} {'opt MiB/dev':>12} "
-          f"{'args MiB':>9} {'out MiB':>8} {'temp MiB':>9}")
+          f"{'args MiB':>9} {'out MiB':>8} {'temp MiB':>9} {'temp, no gather':>16}")
     for task in args.presets.split(","):
         cfg = common.fsdp(common.paper_config(task, "astro", f"{task}_astro"))
-        if task == "imdb":   # its 300-d GloVe table is ("vocab", None): shard the vocabulary
-            cfg.mesh.rules = (("embed", "fsdp"), ("vocab", "fsdp"))
         kw = model_overrides(cfg.model, data[task])
         bs = int(cfg.train.batch_size)
         tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant",
@@ -54,12 +60,8 @@ def main() -> None:
         for n in counts:
             mesh = make_mesh(cfg.mesh, jax.devices()[:n])
 
-            def create(kw=kw, name=cfg.model.name, tx=tx):
-                model = create_model(name, rngs=nnx.Rngs(params=0, dropout=1), **kw)
-                return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-            with jax.set_mesh(mesh), nnx.logical_axis_rules(logical_rules(cfg.mesh)):
-                graphdef, abstract = nnx.get_abstract_model(create, mesh)
+            graphdef, abstract = abstract_state(cfg.model.name, kw, tx, mesh,
+                                                tuple(cfg.mesh.rules))
 
             def shard_bytes(tree):
                 total = 0
@@ -86,11 +88,16 @@ def main() -> None:
                 kind = "lm"
             shardings = jax.tree.map(lambda a: a.sharding, abstract)
             step = sharded_train_step(shardings)
-            ma = step.lower(graphdef, abstract, batch, task=kind).compile().memory_analysis()
+            placement = StepSharding.gather_over(abstract, tuple(cfg.mesh.batch_axes))
+            ma = step.lower(graphdef, abstract, batch, task=kind,
+                            placement=placement).compile().memory_analysis()
+            # The same step leaving parameter placement to GSPMD (see StepSharding).
+            plain = step.lower(graphdef, abstract, batch,
+                               task=kind).compile().memory_analysis().temp_size_in_bytes
             mib = 2.0 ** 20
             print(f"{task:<10} {n:>2} {params / mib:>15.2f} {opt / mib:>12.2f} "
                   f"{ma.argument_size_in_bytes / mib:>9.2f} {ma.output_size_in_bytes / mib:>8.2f} "
-                  f"{ma.temp_size_in_bytes / mib:>9.2f}", flush=True)
+                  f"{ma.temp_size_in_bytes / mib:>9.2f} {plain / mib:>16.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
     batch_axes = tuple(mesh_cfg["batch_axes"])
     _check(all(a in axes for a in batch_axes), "mesh.batch_axes", f"axes of {axes}", batch_axes)
     used: set[str] = set()
+    named = [rule[0] for rule in mesh_cfg["rules"]]
+    _check(len(set(named)) == len(named), "mesh.rules",
+           "each logical name in one rule (list a tuple of mesh axes to use several)",
+           mesh_cfg["rules"])
     for rule in mesh_cfg["rules"]:
         _check(len(rule) == 2 and rule[0] in LOGICAL_AXES, "mesh.rules",
                f"(logical_name, mesh_axis) pairs with names from {LOGICAL_AXES}", rule)

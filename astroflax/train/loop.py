@@ -38,8 +38,9 @@ from astroflax.train.config import (
     run_device_count,
     validate_config,
 )
-from astroflax.train.mesh import batch_sharding, logical_rules, make_mesh, process_rows
+from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
 from astroflax.train.steps import (
+    StepSharding,
     eval_step,
     init_state,
     make_optimizer,
@@ -111,11 +112,12 @@ def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size
 
 
 def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size: int,
-              sharding: NamedSharding) -> dict[str, float]:
+              sharding: NamedSharding, placement: StepSharding) -> dict[str, float]:
     """Exact metrics over the whole eval split (padding weighted out)."""
     totals: dict[str, jax.Array] | None = None
     for b in eval_batches(ds, batch_size, process_rows(sharding, batch_size)):
-        out = eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task)
+        out = eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task,
+                        placement=placement)
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     t = {k: float(v) for k, v in (totals or {}).items()}
     mean_nll = t["nll"] / t["count"]
@@ -225,7 +227,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                         grad_clip_norm=t.grad_clip_norm)
     try:
         graphdef, state = init_state(cfg.model.name, model_kw, tx, cfg.seed, mesh=mesh,
-                                     rules=logical_rules(mesh_cfg))
+                                     rules=tuple(mesh_cfg["rules"]))
     except ValueError as e:  # the model rejected a value the generic checks let through
         raise ConfigError(f"config.model: {e}") from None
     num_params = sum(int(x.size) for x in jax.tree.leaves(nnx.filter_state(state[0], nnx.Param)))
@@ -233,6 +235,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                  "on %d device(s)", cfg.model.name, cfg.model.attention, f"{num_params:,}",
                  total_steps, steps_per_epoch, t.batch_size, len(devices))
     train_step = sharded_train_step(state_shardings(state))
+    placement = StepSharding.gather_over(state, tuple(mesh_cfg["batch_axes"]))
 
     it = train_iterator(ds, t.batch_size, seed=cfg.seed, augment=bool(cfg.data.get("augment")),
                         rows=process_rows(data_sharding, t.batch_size))
@@ -271,7 +274,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         with _StopFlag() as stop:
             batches = _batches(it, data_sharding, t.batch_size)
             while step < total_steps:
-                state, m = train_step(graphdef, state, next(batches), task=ds.task)
+                state, m = train_step(graphdef, state, next(batches), task=ds.task,
+                                      placement=placement)
                 step += 1
                 if compile_time is None:
                     jax.block_until_ready(m["loss"])
@@ -308,7 +312,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                           "examples_per_sec": rate if math.isfinite(rate) else None}
                 extra = ""
                 if is_eval:
-                    ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding)
+                    ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding, placement)
                     record.update(ev)
                     last_eval_step = step
                     extra = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
@@ -325,7 +329,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                     break
         if status == "completed" and last_eval_step < step:
             # Resumed a finished run (or one whose last eval record was lost): evaluate once.
-            ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding)
+            ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding, placement)
             writer.write({"step": step, "epoch": epoch_of(step), **ev})
             if last_saved < step:
                 save(step, _score(ev))

@@ -8,11 +8,21 @@
 * ``batch_axes``: the mesh axes the global batch is split over (FSDP shards the batch over
   its axis too, e.g. ``("data", "fsdp")``).
 * ``rules``: ``((logical_name, mesh_axis), ...)`` binding the models' logical parameter axes
-  (:data:`astroflax.nn.sharding.LOGICAL_AXES`) to mesh axes; unnamed ones are replicated.
-  FSDP: ``(("embed", "fsdp"),)`` shards every parameter (and its Adam moments) over ``fsdp``.
+  (:data:`astroflax.nn.sharding.LOGICAL_AXES`) to mesh axes (a name, a tuple of names, or
+  None); unnamed ones are replicated. FSDP (``experiments.configs.common.fsdp``):
+  ``(("embed", "fsdp"), ("vocab", "fsdp"))``; tensor parallelism adds ``("heads", "model"),
+  ("mlp", "model")``.
 
-Mesh axes are ``AxisType.Auto`` (GSPMD propagation, uneven shards padded), so the models need
-no activation annotations.
+How a parameter's dimensions get mesh axes (:func:`parameter_spec`): rules are applied in
+their order, one dimension at a time, and a dimension keeps its mesh axis only if that axis is
+not already used by an earlier rule on the same parameter and the axis size divides the
+dimension; otherwise that dimension is replicated. So one table serves every model: the
+WikiText-2 LM's tied ``("vocab", "embed")`` table of 50,257 x 512 is sharded over ``embed``
+(the rule listed first; 50,257 divides by nothing), IMDB's untied ``("vocab", None)`` GloVe
+table over ``vocab``. Adam moments follow their parameters.
+
+Mesh axes are ``AxisType.Auto`` (GSPMD propagation), so the models need no activation
+annotations.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from astroflax.nn.sharding import axis_rules
+Rules = Sequence[tuple[str, str | Sequence[str] | None]]
 
 
 def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
@@ -36,12 +46,6 @@ def resolve_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
         if rest > 0 and num_devices % rest == 0:
             return tuple(num_devices // rest if s == -1 else s for s in shape)
     return shape
-
-
-def logical_rules(mesh_cfg: Any) -> tuple[tuple[str, Any], ...]:
-    """The flax logical-axis rules of ``config.mesh.rules`` (every logical name covered)."""
-    return axis_rules(**{name: (tuple(ax) if isinstance(ax, list) else ax)
-                         for name, ax in mesh_cfg["rules"]})
 
 
 def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device]) -> jax.sharding.Mesh:
@@ -82,3 +86,56 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
         stop = max(stop, b)
     return start, stop
 
+
+def _mesh_axes(target: str | Sequence[str] | None) -> tuple[str, ...]:
+    return () if target is None else (target,) if isinstance(target, str) else tuple(target)
+
+
+def parameter_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rules,
+                   axis_sizes: dict[str, int]) -> P:
+    """The ``PartitionSpec`` of one parameter (see the module docstring for the policy).
+
+    Args:
+      names: the parameter's logical axis names, one per dimension (None = unnamed).
+      shape: its shape. rules: ``config.mesh.rules``, in priority order.
+      axis_sizes: mesh axis name -> size (``dict(mesh.shape)``).
+
+    Returns:
+      E.g. ``P(None, "fsdp")`` for a ``("vocab", "embed")`` table of 50,257 x 512 under FSDP
+      on 8 devices.
+    """
+    order = {name: i for i, (name, _) in enumerate(rules)}
+    targets = {name: _mesh_axes(target) for name, target in rules}
+    spec: list[Any] = [None] * len(shape)
+    used: set[str] = set()
+    named = [d for d, n in enumerate(names) if n is not None and targets.get(n)]
+    for d in sorted(named, key=lambda d: order[names[d]]):
+        axes = targets[names[d]]
+        if used & set(axes) or shape[d] % math.prod(axis_sizes[a] for a in axes):
+            continue
+        spec[d] = axes[0] if len(axes) == 1 else axes
+        used.update(axes)
+    return P(*spec)
+
+
+def rule_shardings(abstract_state: Any, mesh: jax.sharding.Mesh, rules: Rules) -> Any:
+    """A ``NamedSharding`` for every leaf of an abstract ``nnx.State`` (same tree structure).
+
+    Variables carrying logical ``out_sharding`` metadata (parameters, and the optimizer moments
+    nnx copies it to) get :func:`parameter_spec`; the rest (step counters, RNG keys) are
+    replicated.
+    """
+    from flax import nnx
+
+    variables = jax.tree.leaves(abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    treedef = jax.tree.structure(abstract_state)
+    if treedef.num_leaves != len(variables):
+        raise ValueError("rule_shardings: expected an nnx.State whose leaves are Variables")
+    sizes = dict(mesh.shape)
+    out = []
+    for var in variables:
+        names = var.get_metadata().get("out_sharding") if isinstance(var, nnx.Variable) else None
+        shape = var.get_value().shape if isinstance(var, nnx.Variable) else var.shape
+        spec = P() if not names else parameter_spec(names, shape, rules, sizes)
+        out.append(NamedSharding(mesh, spec))
+    return jax.tree.unflatten(treedef, out)

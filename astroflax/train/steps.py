@@ -7,8 +7,9 @@ pytree is what is jitted, donated, sharded and checkpointed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -16,6 +17,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax import Array
+from jax.sharding import PartitionSpec as P
+
+from astroflax.train.mesh import Rules, rule_shardings
 
 Batch = Mapping[str, Array]
 
@@ -46,6 +50,60 @@ def make_optimizer(schedule: optax.Schedule, *, weight_decay: float, b1: float =
     return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adamw)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepSharding:
+    """Where a jitted step puts parameters while it uses them (hashable: a static argument).
+
+    FSDP stores a parameter split over the mesh axes that also split the batch. Left to
+    itself, GSPMD then often keeps the weight split and moves the activations instead: for
+    the WikiText-2 preset's tied output table, sharded over ``D``, it contracted each device's
+    slice of ``D`` for the *whole* batch and all-reduced full ``[B, T, V]`` logits (6 GiB of
+    temporaries per device at every device count). Gathering each such parameter over the
+    batch axes where it is used (ZeRO-3) keeps every activation split by the batch, and the
+    gradients come back to the stored sharding through the step's output shardings.
+
+    Attributes:
+      params_in_use: ``(path, sharding)`` pairs (``jax.tree_util.keystr`` of the parameter's
+        path in the model's ``Param`` state) for the parameters that need gathering.
+    """
+
+    params_in_use: tuple[tuple[str, jax.sharding.Sharding], ...] = ()
+
+    @classmethod
+    def gather_over(cls, state: nnx.State, axes: Sequence[str]) -> StepSharding:
+        """For ``state`` (sharded ``(model, optimizer)``): gather parameters over ``axes``."""
+        drop = set(axes)
+        pairs = []
+        params = nnx.filter_state(state[0], nnx.Param)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            sharding = leaf.sharding
+            if not isinstance(sharding, jax.sharding.NamedSharding):
+                continue
+            spec = [_without(entry, drop) for entry in sharding.spec]
+            if spec != list(sharding.spec):
+                pairs.append((jax.tree_util.keystr(path),
+                              jax.sharding.NamedSharding(sharding.mesh, P(*spec))))
+        return cls(tuple(pairs))
+
+    def apply(self, model: nnx.Module) -> None:
+        """Constrains ``model``'s parameters (traced, inside the step) to their in-use sharding."""
+        if not self.params_in_use:
+            return
+        lookup = dict(self.params_in_use)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))
+        new = [jax.lax.with_sharding_constraint(x, lookup[k])
+               if (k := jax.tree_util.keystr(p)) in lookup else x for p, x in leaves]
+        nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+
+
+def _without(entry: Any, drop: set[str]) -> Any:
+    """A ``PartitionSpec`` entry with the mesh axes in ``drop`` removed."""
+    if entry is None or isinstance(entry, str):
+        return None if entry in drop else entry
+    kept = tuple(a for a in entry if a not in drop)
+    return kept[0] if len(kept) == 1 else (kept or None)
+
+
 def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, Array]:
     """Per-example ``(nll_sum, correct, count)``, each ``[B]`` float32.
 
@@ -71,18 +129,22 @@ def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, 
     return nll, correct, jnp.ones_like(nll)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "task"), donate_argnames=("state",))
-def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str
-               ) -> tuple[nnx.State, dict[str, Array]]:
+@functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"),
+                   donate_argnames=("state",))
+def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
+               placement: StepSharding | None = None) -> tuple[nnx.State, dict[str, Array]]:
     """One AdamW step on ``batch``; returns the new state and ``{"loss", "grad_norm"}`` (f32 []).
 
     The loss is the mean over examples (classification) or over tokens (LM); dropout draws
     from the model's ``dropout`` stream, whose counter is part of ``state``.
+    ``placement``: parameter placement while in use, on a mesh (see :class:`StepSharding`).
     """
     model, opt = nnx.merge(graphdef, state)
     model.train()
 
     def loss_fn(m: nnx.Module) -> Array:
+        if placement is not None:
+            placement.apply(m)
         nll, _, count = _forward(m, batch, task)
         return nll.sum() / count.sum()
 
@@ -94,35 +156,26 @@ def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: 
     return nnx.state((model, opt)), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "task"))
-def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str
-              ) -> dict[str, Array]:
+@functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"))
+def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
+              placement: StepSharding | None = None) -> dict[str, Array]:
     """Weighted sums over ``batch`` (``weight [B]``: 0 for padding): nll, correct, count.
 
     Dropout is off. Sums (not means) so the caller can add batches and processes exactly.
+    ``placement`` as for :func:`train_step`.
     """
     model, _ = nnx.merge(graphdef, state)
     model.eval()
+    if placement is not None:
+        placement.apply(model)
     nll, correct, count = _forward(model, batch, task)
     w = batch["weight"].astype(jnp.float32)
     return {"nll": jnp.sum(nll * w), "correct": jnp.sum(correct * w),
             "count": jnp.sum(count * w)}
 
 
-def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
-               seed: int, mesh: jax.sharding.Mesh | None = None,
-               rules: tuple[tuple[str, Any], ...] = ()) -> tuple[nnx.GraphDef, nnx.State]:
-    """Builds ``(model, optimizer)`` and splits it: ``(graphdef, state)``.
-
-    Parameters draw from ``seed``, dropout from ``seed + 1`` (separate streams, so changing
-    dropout does not change the initialisation).
-
-    With a ``mesh``, the state is created directly sharded: the abstract model gives each
-    parameter's sharding from its logical axes and ``rules`` (flax logical-axis rules; names
-    without a rule are replicated), and one jitted init writes every shard where it belongs,
-    so no full copy of the model is ever built on one device. Adam moments follow their
-    parameters; everything else (step, RNG counters) is replicated.
-    """
+def _creator(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
+             seed: int) -> Any:
     from astroflax.models import create_model
 
     def create() -> tuple[nnx.Module, nnx.Optimizer]:
@@ -130,13 +183,46 @@ def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientT
                              **model_kw)
         return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
+    return create
+
+
+def abstract_state(model_name: str, model_kw: Mapping[str, Any],
+                   tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                   rules: Rules = ()) -> tuple[nnx.GraphDef, nnx.State]:
+    """``(graphdef, state)`` of ``(model, optimizer)`` as ``ShapeDtypeStruct`` s with shardings.
+
+    Nothing is allocated. Shardings follow each variable's logical axes through ``rules``
+    (:func:`astroflax.train.mesh.parameter_spec`); the rest is replicated. Used to create the
+    state directly sharded, as a restore target, and for compiled memory figures.
+    """
+    # Neither a flax mesh nor logical rules in context: flax would map the names itself (no
+    # priority, no divisibility check); the mesh policy resolves them below instead.
+    graphdef, abstract = nnx.split(nnx.eval_shape(_creator(model_name, model_kw, tx, 0)))
+    shardings = rule_shardings(abstract, mesh, rules)
+    return graphdef, jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
+               seed: int, mesh: jax.sharding.Mesh | None = None,
+               rules: Rules = ()) -> tuple[nnx.GraphDef, nnx.State]:
+    """Builds ``(model, optimizer)`` and splits it: ``(graphdef, state)``.
+
+    Parameters draw from ``seed``, dropout from ``seed + 1`` (separate streams, so changing
+    dropout does not change the initialisation).
+
+    With a ``mesh``, the state is created directly sharded: :func:`abstract_state` gives each
+    leaf's sharding from its logical axes and ``rules`` (``config.mesh.rules``), and one jitted
+    init writes every shard where it belongs, so no full copy of the model is ever built on
+    one device. Adam moments follow their parameters; everything else (step, RNG counters) is
+    replicated.
+    """
+    create = _creator(model_name, model_kw, tx, seed)
     if mesh is None:
         return nnx.split(create())
-    with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
-        graphdef, abstract = nnx.get_abstract_model(create, mesh)
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        shardings = jax.tree.map(lambda a: getattr(a, "sharding", None) or replicated, abstract)
-        state = jax.jit(lambda: nnx.split(create())[1], out_shardings=shardings)()
+    graphdef, abstract = abstract_state(model_name, model_kw, tx, mesh, rules)
+    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    state = jax.jit(lambda: nnx.split(create())[1], out_shardings=shardings)()
     return graphdef, state
 
 
@@ -150,5 +236,5 @@ def sharded_train_step(shardings: Any) -> Any:
 
     So FSDP parameters and moments stay sharded as the rules say, step after step.
     """
-    return jax.jit(train_step.__wrapped__, static_argnames=("graphdef", "task"),
+    return jax.jit(train_step.__wrapped__, static_argnames=("graphdef", "task", "placement"),
                    donate_argnames=("state",), out_shardings=(shardings, None))

@@ -22,9 +22,11 @@ them and a typo fails):
   devices).
 
 * ``mesh``: ``axes``, ``shape`` (-1 = the remaining devices), ``batch_axes`` (axes the batch
-  is split over), ``rules`` (logical parameter axis -> mesh axis, e.g. ``(("embed", "fsdp"),)``);
+  is split over), ``rules`` (logical parameter axis -> mesh axis, e.g. ``(("embed", "fsdp"),)``,
+  applied in order);
   ``num_devices`` (None = all; N = the first N, single process); default: every device on
-  ``data``. :func:`fsdp` switches a config to FSDP; see
+  ``data``. :func:`fsdp` switches a config to FSDP, :func:`tensor_parallel` adds a ``model``
+  axis; see
   ``astroflax/train/mesh.py``.
 
 The config argument (``--config=cifar_astro:smoke``): ``smoke`` shrinks any config to a few
@@ -94,12 +96,27 @@ def fsdp(c: ml_collections.ConfigDict, fsdp_size: int = -1) -> ml_collections.Co
 
     Mesh ``(data, fsdp)`` of shape ``(-1, fsdp_size)`` (default: all devices on ``fsdp``), the
     batch split over both axes, every parameter and its optimizer moments sharded over
-    ``fsdp`` through their ``embed`` dimension.
+    ``fsdp`` through their ``embed`` dimension, or else their ``vocab`` one (IMDB's untied
+    300-d GloVe table); see ``astroflax/train/mesh.py`` for how rules are applied.
     """
     c.mesh.axes = ("data", "fsdp")
     c.mesh.shape = (1, -1) if fsdp_size == -1 else (-1, fsdp_size)
     c.mesh.batch_axes = ("data", "fsdp")
-    c.mesh.rules = (("embed", "fsdp"),)
+    c.mesh.rules = (("embed", "fsdp"), ("vocab", "fsdp"))
+    return c
+
+
+def tensor_parallel(c: ml_collections.ConfigDict, model_size: int) -> ml_collections.ConfigDict:
+    """Adds a ``model`` mesh axis of ``model_size`` devices splitting heads and MLP units.
+
+    Appended to ``c``'s mesh (e.g. after :func:`fsdp`: ``(data, fsdp, model)``); the batch is
+    not split over ``model`` (its devices hold the same rows and compute different heads).
+    Attention projections ``[D, H, d]`` shard ``H``, the MLP ``[D, F]`` / ``[F, D]`` shard
+    ``F``; a dimension ``model_size`` does not divide stays whole.
+    """
+    c.mesh.axes = (*c.mesh.axes, "model")
+    c.mesh.shape = (*c.mesh.shape, int(model_size))
+    c.mesh.rules = (*c.mesh.rules, ("heads", "model"), ("mlp", "model"))
     return c
 
 

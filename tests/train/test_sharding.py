@@ -12,9 +12,9 @@ from jax.sharding import PartitionSpec as P
 
 from astroflax.train import ConfigError, train_and_evaluate, validate_config
 from astroflax.train.config import model_overrides
-from astroflax.train.mesh import logical_rules, make_mesh
+from astroflax.train.mesh import make_mesh
 from astroflax.train.metrics import read_metrics
-from astroflax.train.steps import init_state, make_optimizer, make_schedule
+from astroflax.train.steps import StepSharding, init_state, make_optimizer, make_schedule
 from experiments.configs import common
 
 
@@ -44,12 +44,13 @@ def step_losses(cfg, batches, num_devices):
                                       total_steps=5), weight_decay=0.01)
     kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
     graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
-                                 rules=logical_rules(cfg.mesh))
+                                 rules=tuple(cfg.mesh.rules))
     step = sharded_train_step(state_shardings(state))
+    placement = StepSharding.gather_over(state, tuple(cfg.mesh.batch_axes))
     sharding, out = batch_sharding(mesh, cfg.mesh), []
     for b in batches:
         b = {k: jax.make_array_from_process_local_data(sharding, v) for k, v in b.items()}
-        state, m = step(graphdef, state, b, task="classification")
+        state, m = step(graphdef, state, b, task="classification", placement=placement)
         out.append(float(m["loss"]))
     return np.array(out)
 
@@ -75,7 +76,7 @@ def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
                                       total_steps=5), weight_decay=0.0)
     kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
     graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
-                                 rules=logical_rules(cfg.mesh))
+                                 rules=tuple(cfg.mesh.rules))
     model, opt = nnx.merge(graphdef, state)
     checked = 0
     for tree in (nnx.state(model, nnx.Param), opt.opt_state):
@@ -105,12 +106,64 @@ def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 
 
+def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads():
+    from astroflax.data import load_dataset, train_iterator
+
+    cfg = tiny(attention="astro")
+    ds = load_dataset(cfg.data.to_dict(), seed=0)
+    it = train_iterator(ds, 16, seed=0)
+    batches = [next(it) for _ in range(5)]
+    ref = step_losses(cfg, batches, 1)
+    tp = common.tensor_parallel(common.fsdp(tiny(attention="astro"), 4), 2)
+    assert tuple(tp.mesh.axes) == ("data", "fsdp", "model")
+    validate_config(tp, process_count=1)
+    np.testing.assert_allclose(step_losses(tp, batches, 8), ref, rtol=0, atol=1e-5)
+
+    mesh = make_mesh(tp.mesh, jax.devices())
+    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                      total_steps=5), weight_decay=0.0)
+    kw = model_overrides(tp.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
+    model = nnx.merge(*init_state(tp.model.name, kw, tx, 0, mesh=mesh,
+                                  rules=tuple(tp.mesh.rules)))[0]
+    block = model.trunk.stack.blocks[0]
+    assert block.attention.query.kernel[...].sharding.spec == P("fsdp", "model", None)
+    assert block.ffn.up.kernel[...].sharding.spec == P("fsdp", "model")
+
+
+@pytest.mark.parametrize(("names", "shape", "want"), [
+    (("vocab", "embed"), (50_257, 512), P(None, "fsdp")),    # tied LM table: embed rule first
+    (("vocab", None), (20_000, 300), P("fsdp", None)),        # IMDB's untied GloVe table
+    (("embed", "heads", "kv"), (128, 4, 32), P("fsdp", "model", None)),
+    (("embed", "heads", "kv"), (128, 3, 32), P("fsdp", None, None)),    # 3 heads: whole
+    (("embed",), (12,), P(None)),                              # 12 % 8: replicated
+    (("mlp", "embed"), (256, 128), P("model", "fsdp")),
+    ((None, None), (4, 4), P(None, None)),
+])
+def test_parameter_spec_applies_rules_in_order_once_per_axis_where_they_divide(names, shape,
+                                                                              want):
+    from astroflax.train.mesh import parameter_spec
+
+    rules = (("embed", "fsdp"), ("vocab", "fsdp"), ("heads", "model"), ("mlp", "model"))
+    assert parameter_spec(names, shape, rules, {"data": 1, "fsdp": 8, "model": 2}) == want
+
+
+def test_parameter_spec_with_a_tuple_of_mesh_axes_needs_their_product_to_divide():
+    from astroflax.train.mesh import parameter_spec
+
+    sizes = {"data": 2, "fsdp": 4}
+    rules = (("embed", ("data", "fsdp")),)
+    assert parameter_spec(("embed", None), (16, 3), rules, sizes) == P(("data", "fsdp"), None)
+    assert parameter_spec(("embed", None), (12, 3), rules, sizes) == P(None, None)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     ({"shape": (3,)}, r"config\.mesh\.shape: expected a shape whose product is the 8 device"),
     ({"axes": ("data", "tp"), "shape": (4, 2)},
      r"config\.mesh\.axes: .*axis 'tp' \(size 2\) is used by none"),
     ({"rules": (("embed", "model"),)}, r"config\.mesh\.rules: expected rules whose mesh axes"),
     ({"rules": (("hidden", "data"),)}, r"config\.mesh\.rules: expected \(logical_name"),
+    ({"rules": (("embed", "data"), ("embed", "data"))},
+     r"config\.mesh\.rules: expected each logical name in one rule"),
 ])
 def test_bad_mesh_configs_fail_with_one_clear_error(edit, message):
     cfg = tiny()
@@ -170,3 +223,51 @@ def test_process_rows_read_from_the_batch_sharding():
     assert process_rows(Stub([(None, None)]), 16) == (0, 16)    # batch not split at all
     with pytest.raises(ValueError, match="not one contiguous block"):
         process_rows(Stub([(0, 4), (8, 12)]), 16)
+
+
+def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
+    cfg = common.tensor_parallel(common.fsdp(tiny(attention="astro"), 4), 2)
+    mesh = make_mesh(cfg.mesh, jax.devices())
+    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                      total_steps=5), weight_decay=0.0)
+    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
+    _, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
+                          rules=tuple(cfg.mesh.rules))
+    in_use = dict(StepSharding.gather_over(state, ("data", "fsdp")).params_in_use)
+    query = "['trunk']['stack']['blocks'][0]['attention']['query']['kernel'].value"
+    up = "['trunk']['stack']['blocks'][0]['ffn']['up']['kernel'].value"
+    assert in_use[query].spec == P(None, "model", None)    # fsdp gathered, heads stay split
+    assert in_use[up].spec == P(None, "model")
+    # Only parameters stored split over a batch axis are listed.
+    stored = {jax.tree_util.keystr(p): leaf.sharding.spec for p, leaf in
+              jax.tree_util.tree_flatten_with_path(nnx.filter_state(state[0], nnx.Param))[0]}
+    assert set(in_use) == {k for k, spec in stored.items() if "fsdp" in jax.tree.leaves(
+        tuple(spec))}
+
+
+def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_device_count():
+    """Compiled memory, not time: a tied LM head whose [B, T, V] logits dominate."""
+    from astroflax.train.mesh import batch_sharding
+    from astroflax.train.steps import abstract_state, sharded_train_step
+
+    cfg = common.fsdp(common.smoke(common.paper_config("wikitext2", "softmax", "w")))
+    kw = {"vocab_size": 4096, "max_len": 64, "features": 32, "num_layers": 1, "num_heads": 2}
+    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                      total_steps=5), weight_decay=0.0)
+
+    def temp_bytes(n, gather):
+        mesh = make_mesh(cfg.mesh, jax.devices()[:n])
+        graphdef, abstract = abstract_state("tiny_wikitext2", kw, tx, mesh, tuple(cfg.mesh.rules))
+        bsh = batch_sharding(mesh, cfg.mesh)
+        batch = {k: jax.ShapeDtypeStruct((16, 64), np.int32, sharding=bsh)
+                 for k in ("inputs", "targets")}
+        placement = StepSharding.gather_over(abstract, ("data", "fsdp")) if gather else None
+        step = sharded_train_step(jax.tree.map(lambda a: a.sharding, abstract))
+        return step.lower(graphdef, abstract, batch, task="lm",
+                          placement=placement).compile().memory_analysis().temp_size_in_bytes
+
+    one = temp_bytes(1, True)
+    logits = 16 * 64 * 4096 * 4
+    assert one > 2 * logits                       # the logits and their gradient dominate
+    assert temp_bytes(8, True) < one / 4
+    assert temp_bytes(8, False) > one / 2         # GSPMD alone keeps full-batch logits
