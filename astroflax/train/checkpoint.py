@@ -2,13 +2,15 @@
 
 Each checkpoint step directory holds ``model/`` and ``opt/`` (the ``nnx.State`` s, including
 dropout RNG counters and Adam moments), ``data_iter/`` (grain iterator position, one file per
-process) and ``meta/`` (JSON: step, cumulative wall time). The last ``keep`` checkpoints are
-kept, and also the one with the best eval score (saved with ``score`` metrics), so the best
-model survives however long the run goes on.
+process; positions count global batches, so a checkpoint resumes on any process count) and
+``meta/`` (JSON: step, cumulative wall time). The last ``keep`` checkpoints are kept, and also
+the one with the best eval score (saved with ``score`` metrics), so the best model survives
+however long the run goes on.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -84,8 +86,8 @@ class Checkpointer:
                 r = self.manager.restore(step, args=ocp.args.Composite(
                     model=ocp.args.StandardRestore(target_model),
                     opt=ocp.args.StandardRestore(target_opt),
-                    data_iter=grain.checkpoint.CheckpointRestore(data_iter),
                     meta=ocp.args.JsonRestore()))
+                data_iter.set_state(self._iterator_state(step))
             except Exception as e:
                 logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying "
                                 "the previous one", step, self.directory, type(e).__name__,
@@ -95,6 +97,33 @@ class Checkpointer:
             return nnx.State({0: r.model, 1: r.opt}), dict(r.meta)
         self._set_aside(self.all_steps())
         return None
+
+    def _iterator_state(self, step: int) -> dict[str, Any]:
+        """This process's data-iterator state at ``step``, whatever the saving process count.
+
+        Every process saved its own file, ``process_<i>-of-<n>.json``. Its position counts
+        *global* batches (each process reads its rows of the same batches, see
+        :func:`astroflax.data.train_batches`), so all files hold the same state and a run
+        resumed on another number of processes continues from it.
+
+        Raises:
+          ValueError: no file, or files that disagree (a corrupt checkpoint).
+        """
+        folder = self.directory / str(step) / "data_iter"
+        own = folder / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        if own.exists():
+            return json.loads(own.read_text())
+        files = sorted(folder.glob("process_*-of-*.json"))
+        states = [json.loads(f.read_text()) for f in files]
+        if not states or any(st != states[0] for st in states):
+            raise ValueError(f"{folder}: no data-iterator state for process "
+                             f"{jax.process_index()} of {jax.process_count()}, and the saved "
+                             f"ones ({[f.name for f in files]}) do not agree")
+        saved_by = files[0].name.split("-of-")[1].removesuffix(".json")
+        logging.info("checkpoint %d was saved by %s process(es), this run has %d: every "
+                     "process continues at the same global batch", step, saved_by,
+                     jax.process_count())
+        return states[0]
 
     def _set_aside(self, steps: Any) -> None:
         """Moves unreadable checkpoints to ``<directory>.unreadable/`` (kept for inspection).

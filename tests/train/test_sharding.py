@@ -156,6 +156,33 @@ def test_parameter_spec_with_a_tuple_of_mesh_axes_needs_their_product_to_divide(
     assert parameter_spec(("embed", None), (12, 3), rules, sizes) == P(None, None)
 
 
+def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are_refused(
+        tmp_path):
+    cfg = tiny(steps=6)
+    train_and_evaluate(cfg, tmp_path / "run")
+    ref = losses(tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    # Make step 4 look saved by two processes (each wrote its own iterator file).
+    folder = tmp_path / "run" / "checkpoints" / "4" / "data_iter"
+    state = (folder / "process_0-of-1.json").read_text()
+    (folder / "process_0-of-1.json").unlink()
+    for i in range(2):
+        (folder / f"process_{i}-of-2.json").write_text(state)
+    summary = train_and_evaluate(tiny(steps=6), tmp_path / "run")
+    assert summary["step"] == 6
+    assert not (tmp_path / "run" / "checkpoints.unreadable").exists()    # resumed from 4
+    np.testing.assert_allclose(losses(tmp_path / "run"), ref, rtol=0, atol=1e-6)
+
+    from astroflax.train.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=2)
+    (folder / "process_1-of-2.json").write_text(state.replace('"next_index": 4',
+                                                              '"next_index": 5'))
+    with pytest.raises(ValueError, match="do not agree"):
+        ckpt._iterator_state(4)
+    ckpt.close()
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     ({"shape": (3,)}, r"config\.mesh\.shape: expected a shape whose product is the 8 device"),
     ({"axes": ("data", "tp"), "shape": (4, 2)},
