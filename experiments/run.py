@@ -40,7 +40,9 @@ _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "Multi-process runs: this process's id (or env JAX_PROCESS_ID).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False,
-    "Bare jax.distributed.initialize() (TPU pod slices, SLURM); or env ASTROFLAX_DISTRIBUTED=1.")
+    "Start jax.distributed even without coordinator flags/env: a bare initialize() "
+    "auto-detects TPU pod slices and SLURM; or env ASTROFLAX_DISTRIBUTED=1, or "
+    "--config.distributed=True.")
 
 
 def resolve_config_arg(value: str) -> str:
@@ -86,10 +88,9 @@ def main(argv: list[str]) -> None:
     from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
     from astroflax.train.distributed import maybe_initialize
 
-    maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                     _DISTRIBUTED.value)
-
     config = _CONFIG.value
+    maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                     _DISTRIBUTED.value or bool(config.get("distributed", False)))
     filename, _, arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
     if not _GIVEN:
         logging.info("no --config given: running the offline default %s (scikit-learn digits)",

@@ -74,9 +74,11 @@ def _check_workdir(workdir: Path, cfg_json: dict[str, Any]) -> None:
         return out
 
     a, b = flat(old), flat(cfg_json)
-    # The mesh may change between sessions: sharded checkpoints restore onto any mesh.
+    # The mesh and the host count may change between sessions: sharded checkpoints restore
+    # onto any mesh, and iterator positions onto any process count.
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
-                  and not k.startswith("mesh.") and k != "train.data_parallel")
+                  and not k.startswith("mesh.")
+                  and k not in ("train.data_parallel", "distributed"))
     if not diff:
         return
     raise ConfigError(f"workdir {workdir} holds checkpoints of a different config (fields "

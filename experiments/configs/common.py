@@ -23,11 +23,12 @@ them and a typo fails):
 
 * ``mesh``: ``axes``, ``shape`` (-1 = the remaining devices), ``batch_axes`` (axes the batch
   is split over), ``rules`` (logical parameter axis -> mesh axis, e.g. ``(("embed", "fsdp"),)``,
-  applied in order);
-  ``num_devices`` (None = all; N = the first N, single process); default: every device on
-  ``data``. :func:`fsdp` switches a config to FSDP, :func:`tensor_parallel` adds a ``model``
-  axis; see
-  ``astroflax/train/mesh.py``.
+  applied in order); ``num_devices`` (None = all; N = the first N, single process); default:
+  every device on ``data``. :func:`fsdp` switches a config to FSDP, :func:`tensor_parallel`
+  adds a ``model`` axis; see ``astroflax/train/mesh.py``.
+* ``distributed``: start ``jax.distributed`` (several hosts) even when no coordinator is given
+  by flags or environment: a bare ``initialize()`` auto-detects TPU pod slices and SLURM
+  (``astroflax/train/distributed.py``).
 
 The config argument (``--config=cifar_astro:smoke``): ``smoke`` shrinks any config to a few
 seconds on CPU (tiny preset, 64 examples, 6 steps) with the same code path.
@@ -63,6 +64,7 @@ def base_config(name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = name
     c.seed = 0
+    c.distributed = False
     c.data = ml_collections.ConfigDict({
         "name": "digits", "data_dir": config_dict.placeholder(str),
         "num_train": config_dict.placeholder(int), "num_eval": config_dict.placeholder(int),
