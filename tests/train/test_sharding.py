@@ -34,17 +34,26 @@ def losses(workdir):
                      if "train_loss" in r])
 
 
+def digits_tx(weight_decay=0.0):
+    return make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
+                                        total_steps=5), weight_decay=weight_decay)
+
+
+def sharded_state(cfg, num_devices=8, weight_decay=0.0):
+    """``(mesh, graphdef, state)`` of ``cfg``'s digits model created sharded on its mesh."""
+    mesh = make_mesh(cfg.mesh, jax.devices()[:num_devices])
+    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
+    graphdef, state = init_state(cfg.model.name, kw, digits_tx(weight_decay), 0, mesh=mesh,
+                                 rules=tuple(cfg.mesh.rules))
+    return mesh, graphdef, state
+
+
 def step_losses(cfg, batches, num_devices):
     """Losses of ``len(batches)`` train steps of ``cfg``'s model on the first devices."""
     from astroflax.train.mesh import batch_sharding
     from astroflax.train.steps import sharded_train_step, state_shardings
 
-    mesh = make_mesh(cfg.mesh, jax.devices()[:num_devices])
-    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
-                                      total_steps=5), weight_decay=0.01)
-    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
-    graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
-                                 rules=tuple(cfg.mesh.rules))
+    mesh, graphdef, state = sharded_state(cfg, num_devices, weight_decay=0.01)
     step = sharded_train_step(state_shardings(state))
     placement = StepSharding.gather_over(state, tuple(cfg.mesh.batch_axes))
     sharding, out = batch_sharding(mesh, cfg.mesh), []
@@ -71,12 +80,7 @@ def test_data_parallel_and_fsdp_on_8_devices_match_one_device():
 def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
     cfg = common.fsdp(tiny(attention="astro"))
     cfg.mesh.shape = (2, 4)
-    mesh = make_mesh(cfg.mesh, jax.devices())
-    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
-                                      total_steps=5), weight_decay=0.0)
-    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
-    graphdef, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
-                                 rules=tuple(cfg.mesh.rules))
+    _, graphdef, state = sharded_state(cfg)
     model, opt = nnx.merge(graphdef, state)
     checked = 0
     for tree in (nnx.state(model, nnx.Param), opt.opt_state):
@@ -119,12 +123,7 @@ def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads():
     validate_config(tp, process_count=1)
     np.testing.assert_allclose(step_losses(tp, batches, 8), ref, rtol=0, atol=1e-5)
 
-    mesh = make_mesh(tp.mesh, jax.devices())
-    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
-                                      total_steps=5), weight_decay=0.0)
-    kw = model_overrides(tp.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
-    model = nnx.merge(*init_state(tp.model.name, kw, tx, 0, mesh=mesh,
-                                  rules=tuple(tp.mesh.rules)))[0]
+    model = nnx.merge(*sharded_state(tp)[1:])[0]
     block = model.trunk.stack.blocks[0]
     assert block.attention.query.kernel[...].sharding.spec == P("fsdp", "model", None)
     assert block.ffn.up.kernel[...].sharding.spec == P("fsdp", "model")
@@ -254,12 +253,7 @@ def test_process_rows_read_from_the_batch_sharding():
 
 def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
     cfg = common.tensor_parallel(common.fsdp(tiny(attention="astro"), 4), 2)
-    mesh = make_mesh(cfg.mesh, jax.devices())
-    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
-                                      total_steps=5), weight_decay=0.0)
-    kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
-    _, state = init_state(cfg.model.name, kw, tx, 0, mesh=mesh,
-                          rules=tuple(cfg.mesh.rules))
+    _, _, state = sharded_state(cfg)
     in_use = dict(StepSharding.gather_over(state, ("data", "fsdp")).params_in_use)
     query = "['trunk']['stack']['blocks'][0]['attention']['query']['kernel'].value"
     up = "['trunk']['stack']['blocks'][0]['ffn']['up']['kernel'].value"
@@ -279,8 +273,7 @@ def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_dev
 
     cfg = common.fsdp(common.smoke(common.paper_config("wikitext2", "softmax", "w")))
     kw = {"vocab_size": 4096, "max_len": 64, "features": 32, "num_layers": 1, "num_heads": 2}
-    tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant", warmup_steps=0,
-                                      total_steps=5), weight_decay=0.0)
+    tx = digits_tx()
 
     def temp_bytes(n, gather):
         mesh = make_mesh(cfg.mesh, jax.devices()[:n])
