@@ -226,9 +226,9 @@ def load_dataset(cfg: Mapping[str, Any], seed: int = 0) -> Dataset:
 def check_rows(rows: tuple[int, int] | None, batch_size: int) -> tuple[int, int]:
     """``rows`` (default: all) validated as this process's block of a global batch.
 
-    The block must be whole batches' worth of equal, aligned pieces: ``stop - start`` divides
-    ``batch_size`` and ``start``, which holds for every batch sharding over a mesh whose
-    processes own equal contiguous device blocks (any ``jax.make_mesh`` layout).
+    The block must be one of equal, aligned pieces: ``stop - start`` divides ``batch_size``
+    and ``start``. :func:`astroflax.train.mesh.process_rows` gives such a block for a
+    ``jax.make_mesh`` mesh whose batch axes are listed in mesh order (the config check).
     """
     start, stop = (0, batch_size) if rows is None else (int(rows[0]), int(rows[1]))
     local = stop - start
@@ -300,6 +300,9 @@ def eval_batches(ds: Dataset, batch_size: int, rows: tuple[int, int] | None = No
     """
     start, stop = check_rows(rows, batch_size)
     n = len(ds.eval)
+    if n == 0:
+        raise ValueError(f"{ds.name}: the eval split is empty (check data.num_eval / "
+                         "data.eval_split)")
     filler = ds.eval[0]
     for b in range(num_eval_batches(n, batch_size)):
         exs = [ds.eval[i] for i in range(b * batch_size + start, min(b * batch_size + stop, n))]

@@ -97,6 +97,10 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
            f"a shape whose product is the {num_devices} device(s) in use", shape)
     batch_axes = tuple(mesh_cfg["batch_axes"])
     _check(all(a in axes for a in batch_axes), "mesh.batch_axes", f"axes of {axes}", batch_axes)
+    # In mesh order, each process's devices hold one contiguous block of rows of the batch
+    # (jax.make_mesh lays processes out along the leading axes), which the data pipeline needs.
+    _check(list(batch_axes) == [a for a in axes if a in batch_axes], "mesh.batch_axes",
+           f"axes listed in the order of config.mesh.axes {axes}", batch_axes)
     used: set[str] = set()
     named = [rule[0] for rule in mesh_cfg["rules"]]
     _check(len(set(named)) == len(named), "mesh.rules",
@@ -163,6 +167,9 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     processes = process_count or jax.process_count()
     devices = num_devices or run_device_count(cfg)
     n = mesh_config(cfg).get("num_devices")
+    _check(processes == 1 or t.get("data_parallel", True), "train.data_parallel",
+           f"True with {processes} processes (every process needs devices in the mesh)",
+           t.get("data_parallel"))
     if n is not None:
         _check(isinstance(n, int) and 1 <= n <= jax.device_count() and processes == 1,
                "mesh.num_devices", f"None or 1..{jax.device_count()} (single process only)", n)
@@ -174,8 +181,8 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
         _check(isinstance(b, int) and b > 0, f"train.{k}", "a positive int", b)
         _check(b % split == 0 and b % processes == 0, f"train.{k}",
                f"divisible by the {split} devices the batch is split over "
-               f"(config.mesh.batch_axes) and the {processes} processes "
-               "(or set train.data_parallel=False)", b)
+               f"(config.mesh.batch_axes) and the {processes} processes"
+               + (" (or set train.data_parallel=False)" if processes == 1 else ""), b)
     _check(t["learning_rate"] > 0, "train.learning_rate", "> 0", t["learning_rate"])
     _check(t["weight_decay"] >= 0, "train.weight_decay", ">= 0", t["weight_decay"])
     _check(t["schedule"] in SCHEDULES, "train.schedule", f"one of {SCHEDULES}", t["schedule"])

@@ -211,15 +211,20 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     if chief:
         (workdir / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
 
-    ds = load_dataset(cfg.data.to_dict(), seed=cfg.seed)
-    logging.info("data: %s", describe(ds))
-    model_kw = model_overrides(cfg.model, ds.model_overrides)
-
     devices = jax.devices()[:run_device_count(cfg)]
     mesh_cfg = mesh_config(cfg)
     mesh = make_mesh(mesh_cfg, devices)
     data_sharding = batch_sharding(mesh, mesh_cfg)
     eval_bs = t.eval_batch_size or t.batch_size
+    try:  # before any data is read: the rows of each global batch this process feeds
+        train_rows = process_rows(data_sharding, t.batch_size)
+        process_rows(data_sharding, eval_bs)
+    except ValueError as e:
+        raise ConfigError(f"config.mesh: {e}") from None
+
+    ds = load_dataset(cfg.data.to_dict(), seed=cfg.seed)
+    logging.info("data: %s", describe(ds))
+    model_kw = model_overrides(cfg.model, ds.model_overrides)
     steps_per_epoch = max(ds.num_train // t.batch_size, 1)
     total_steps = int(t.num_train_steps or math.ceil(t.num_epochs * steps_per_epoch))
     eval_every = t.eval_every_steps or steps_per_epoch
@@ -240,7 +245,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     placement = StepSharding.gather_over(state, tuple(mesh_cfg["batch_axes"]))
 
     it = train_iterator(ds, t.batch_size, seed=cfg.seed, augment=bool(cfg.data.get("augment")),
-                        rows=process_rows(data_sharding, t.batch_size))
+                        rows=train_rows)
     ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
     start_step, meta = 0, {}
     restored = ckpt.restore_latest(state, it)

@@ -73,10 +73,14 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
       batch_size: the global batch size.
 
     Raises:
-      ValueError: the process's rows are not one contiguous block.
+      ValueError: the process's rows are not one contiguous block, or it holds none.
     """
     spans = sorted({(s[0].start or 0, batch_size if s[0].stop is None else s[0].stop)
                     for s in sharding.addressable_devices_indices_map((batch_size,)).values()})
+    if not spans:
+        raise ValueError("this process has no device in the mesh: with several processes the "
+                         "mesh must span every process's devices (config.mesh.num_devices "
+                         "unset, train.data_parallel=True)")
     start, stop = spans[0][0], spans[0][1]
     for a, b in spans[1:]:
         if a > stop:

@@ -112,6 +112,14 @@ def test_eval_rows_of_all_processes_concatenate_to_the_single_process_batches(di
     assert parts[3][-1]["weight"].sum() == 0      # 360 = 5 x 64 + 40: rows 48..63 are padding
 
 
+def test_an_empty_eval_split_is_named(digits):
+    import dataclasses
+
+    empty = dataclasses.replace(digits, eval=digits.eval[:0], num_eval=0)
+    with pytest.raises(ValueError, match="eval split is empty"):
+        next(eval_batches(empty, 8))
+
+
 def test_eval_batches_visit_every_example_once_and_weight_out_padding(digits):
     batches = list(eval_batches(digits, 64))
     assert len(batches) == 6                     # ceil(360 / 64)

@@ -42,6 +42,14 @@ def test_flags_win_over_the_environment(calls, monkeypatch):
         {"coordinator_address": "envhost:1", "num_processes": 4, "process_id": 3}]
 
 
+def test_flags_and_environment_combine_per_field(calls, monkeypatch):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    assert distributed.maybe_initialize(process_id=1)
+    assert calls == [{"coordinator_address": "localhost:1234", "num_processes": 2,
+                      "process_id": 1}]
+
+
 def test_distributed_alone_is_a_bare_auto_detecting_initialize(calls, monkeypatch):
     assert distributed.maybe_initialize(distributed=True)
     monkeypatch.setenv("ASTROFLAX_DISTRIBUTED", "1")

@@ -82,5 +82,9 @@ def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
     assert s2["final"]["eval_accuracy"] == pytest.approx(s1["final"]["eval_accuracy"], abs=1e-6)
     # Every process saved its own grain iterator position.
     saved = tmp_path / "two" / "checkpoints" / "5" / "data_iter"
-    assert sorted(p.name for p in saved.glob("process_*")) == [
-        "process_0-of-2.json", "process_1-of-2.json"]
+    files = sorted(saved.glob("process_*"))
+    assert [p.name for p in files] == ["process_0-of-2.json", "process_1-of-2.json"]
+    # Both count global batches, so either resumes a run on any number of processes.
+    assert [json.loads(p.read_text()) for p in files] == [{"next_index": 5}] * 2
+    # The fingerprint gathered parameters spread over both processes.
+    assert len(s2["params_sha256"]) == 64 and len(s1["params_sha256"]) == 64

@@ -188,6 +188,9 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are
      r"config\.mesh\.axes: .*axis 'tp' \(size 2\) is used by none"),
     ({"rules": (("embed", "model"),)}, r"config\.mesh\.rules: expected rules whose mesh axes"),
     ({"rules": (("hidden", "data"),)}, r"config\.mesh\.rules: expected \(logical_name"),
+    ({"axes": ("data", "fsdp"), "shape": (2, 4), "batch_axes": ("fsdp", "data"),
+      "rules": (("embed", "fsdp"),)},
+     r"config\.mesh\.batch_axes: expected axes listed in the order of config\.mesh\.axes"),
     ({"rules": (("embed", "data"), ("embed", "data"))},
      r"config\.mesh\.rules: expected each logical name in one rule"),
 ])
@@ -199,34 +202,21 @@ def test_bad_mesh_configs_fail_with_one_clear_error(edit, message):
         validate_config(cfg, process_count=1)
 
 
+def test_several_processes_need_every_process_in_the_mesh():
+    cfg = tiny()
+    cfg.train.data_parallel = False
+    validate_config(cfg, process_count=1)
+    with pytest.raises(ConfigError, match=r"config\.train\.data_parallel: expected True with 2 "
+                                          r"processes"):
+        validate_config(cfg, process_count=2)
+
+
 def test_batch_not_divisible_by_the_data_axes_fails():
     cfg = common.fsdp(tiny())
     cfg.train.batch_size = 12
     with pytest.raises(ConfigError, match=r"config\.train\.batch_size: expected divisible by "
                                           r"the 8 devices the batch is split over"):
         validate_config(cfg, process_count=1)
-
-
-def test_distributed_start_up_only_when_asked(monkeypatch):
-    from astroflax.train import distributed
-
-    for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
-              "ASTROFLAX_DISTRIBUTED"):
-        monkeypatch.delenv(k, raising=False)
-    calls = []
-    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
-    assert distributed.maybe_initialize() is False and calls == []
-    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
-    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
-    assert distributed.maybe_initialize(process_id=1) is True
-    assert calls[-1] == {"coordinator_address": "localhost:1234", "num_processes": 2,
-                         "process_id": 1}
-    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
-    with pytest.raises(ValueError, match="without a coordinator address"):
-        distributed.maybe_initialize()
-    monkeypatch.delenv("JAX_NUM_PROCESSES")
-    assert distributed.maybe_initialize(distributed=True) is True
-    assert calls[-1] == {"coordinator_address": None, "num_processes": None, "process_id": None}
 
 
 def test_process_rows_read_from_the_batch_sharding():
@@ -249,12 +239,15 @@ def test_process_rows_read_from_the_batch_sharding():
     assert process_rows(Stub([(None, None)]), 16) == (0, 16)    # batch not split at all
     with pytest.raises(ValueError, match="not one contiguous block"):
         process_rows(Stub([(0, 4), (8, 12)]), 16)
+    with pytest.raises(ValueError, match="no device in the mesh"):
+        process_rows(Stub([]), 16)
 
 
 def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
     cfg = common.tensor_parallel(common.fsdp(tiny(attention="astro"), 4), 2)
     _, _, state = sharded_state(cfg)
-    in_use = dict(StepSharding.gather_over(state, ("data", "fsdp")).params_in_use)
+    placement = StepSharding.gather_over(state, ("data", "fsdp"))
+    in_use = {path: use for path, use, _ in placement.params}
     query = "['trunk']['stack']['blocks'][0]['attention']['query']['kernel'].value"
     up = "['trunk']['stack']['blocks'][0]['ffn']['up']['kernel'].value"
     assert in_use[query].spec == P(None, "model", None)    # fsdp gathered, heads stay split
@@ -264,6 +257,25 @@ def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
               jax.tree_util.tree_flatten_with_path(nnx.filter_state(state[0], nnx.Param))[0]}
     assert set(in_use) == {k for k, spec in stored.items() if "fsdp" in jax.tree.leaves(
         tuple(spec))}
+
+
+def test_a_gathered_parameter_is_used_whole_and_its_gradient_comes_back_sharded():
+    from jax.sharding import NamedSharding
+
+    from astroflax.train.steps import _gather_for_use
+
+    mesh = jax.make_mesh((8,), ("fsdp",), axis_types=(jax.sharding.AxisType.Auto,))
+    stored, in_use = NamedSharding(mesh, P("fsdp", None)), NamedSharding(mesh, P())
+    x = jax.device_put(np.arange(32.0, dtype=np.float32).reshape(16, 2), stored)
+
+    def loss(w):
+        used = _gather_for_use(w, in_use, stored)
+        return (used ** 2).sum(), used
+
+    (_, used), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(x)
+    assert used.sharding.is_equivalent_to(in_use, 2)
+    assert grad.sharding.is_equivalent_to(stored, 2)     # a plain constraint gives P() here
+    np.testing.assert_array_equal(grad, 2 * np.asarray(x))
 
 
 def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_device_count():
