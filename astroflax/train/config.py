@@ -125,8 +125,8 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     """Raises :class:`ConfigError` naming the first invalid field of a run config.
 
     Checks types and ranges of the training fields, that the model and attention variant
-    exist and accept the given keywords, and that batches split evenly over devices and
-    processes (data parallelism needs equal shards).
+    exist and accept the given keywords, that batches split evenly over the batch axes'
+    devices (data parallelism needs equal shards), and the mesh (:func:`validate_mesh`).
 
     Args:
       cfg: the run config (``seed``, ``data``, ``model``, ``train``; see
@@ -179,9 +179,11 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
         if k == "eval_batch_size" and b is None:
             continue
         _check(isinstance(b, int) and b > 0, f"train.{k}", "a positive int", b)
-        _check(b % split == 0 and b % processes == 0, f"train.{k}",
+        # Enough for processes too: each holds whole device shards of the batch (or the same
+        # rows as others, when a model axis spans processes).
+        _check(b % split == 0, f"train.{k}",
                f"divisible by the {split} devices the batch is split over "
-               f"(config.mesh.batch_axes) and the {processes} processes"
+               "(config.mesh.batch_axes)"
                + (" (or set train.data_parallel=False)" if processes == 1 else ""), b)
     _check(t["learning_rate"] > 0, "train.learning_rate", "> 0", t["learning_rate"])
     _check(t["weight_decay"] >= 0, "train.weight_decay", ">= 0", t["weight_decay"])

@@ -211,6 +211,14 @@ def test_several_processes_need_every_process_in_the_mesh():
         validate_config(cfg, process_count=2)
 
 
+def test_processes_that_replicate_the_batch_need_not_divide_it():
+    # 2 processes x 4 devices, a model axis across them and data of size 1: both hold all 3 rows.
+    cfg = common.tensor_parallel(tiny(), 8)
+    cfg.mesh.shape = (1, 8)
+    cfg.train.batch_size = 3
+    validate_config(cfg, process_count=2)
+
+
 def test_batch_not_divisible_by_the_data_axes_fails():
     cfg = common.fsdp(tiny())
     cfg.train.batch_size = 12
