@@ -43,6 +43,7 @@ def main() -> None:
         make_optimizer,
         make_schedule,
         sharded_train_step,
+        state_shardings,
     )
     from experiments.configs import common
 
@@ -86,7 +87,7 @@ def main() -> None:
                 batch = {"inputs": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh),
                          "targets": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh)}
                 kind = "lm"
-            shardings = jax.tree.map(lambda a: a.sharding, abstract)
+            shardings = state_shardings(abstract)
             step = sharded_train_step(shardings)
             placement = StepSharding.gather_over(abstract, tuple(cfg.mesh.batch_axes))
             ma = step.lower(graphdef, abstract, batch, task=kind,

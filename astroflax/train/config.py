@@ -84,7 +84,7 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
     mesh axis of size > 1 that neither splits the batch nor is used by any rule.
     """
     from astroflax.nn.sharding import LOGICAL_AXES
-    from astroflax.train.mesh import resolve_shape
+    from astroflax.train.mesh import mesh_axes_of, resolve_shape
 
     axes, shape = tuple(mesh_cfg["axes"]), tuple(mesh_cfg["shape"])
     _check(len(axes) > 0 and all(isinstance(a, str) for a in axes) and len(set(axes)) == len(axes),
@@ -109,7 +109,7 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
     for rule in mesh_cfg["rules"]:
         _check(len(rule) == 2 and rule[0] in LOGICAL_AXES, "mesh.rules",
                f"(logical_name, mesh_axis) pairs with names from {LOGICAL_AXES}", rule)
-        targets = () if rule[1] is None else (rule[1],) if isinstance(rule[1], str) else rule[1]
+        targets = mesh_axes_of(rule[1])
         _check(all(a in axes for a in targets), "mesh.rules",
                f"rules whose mesh axes are among {axes}", rule)
         used.update(targets)

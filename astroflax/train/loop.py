@@ -114,10 +114,14 @@ def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size
 
 
 def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size: int,
-              sharding: NamedSharding, placement: StepSharding) -> dict[str, float]:
-    """Exact metrics over the whole eval split (padding weighted out)."""
+              rows: tuple[int, int], sharding: NamedSharding, placement: StepSharding
+              ) -> dict[str, float]:
+    """Exact metrics over the whole eval split (padding weighted out).
+
+    ``rows``: this process's rows of each eval batch.
+    """
     totals: dict[str, jax.Array] | None = None
-    for b in eval_batches(ds, batch_size, process_rows(sharding, batch_size)):
+    for b in eval_batches(ds, batch_size, rows):
         out = eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task,
                         placement=placement)
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
@@ -218,7 +222,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     eval_bs = t.eval_batch_size or t.batch_size
     try:  # before any data is read: the rows of each global batch this process feeds
         train_rows = process_rows(data_sharding, t.batch_size)
-        process_rows(data_sharding, eval_bs)
+        eval_rows = process_rows(data_sharding, eval_bs)
     except ValueError as e:
         raise ConfigError(f"config.mesh: {e}") from None
 
@@ -319,7 +323,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                           "examples_per_sec": rate if math.isfinite(rate) else None}
                 extra = ""
                 if is_eval:
-                    ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding, placement)
+                    ev = _evaluate(graphdef, state, ds, eval_bs, eval_rows, data_sharding,
+                                   placement)
                     record.update(ev)
                     last_eval_step = step
                     extra = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
@@ -336,7 +341,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                     break
         if status == "completed" and last_eval_step < step:
             # Resumed a finished run (or one whose last eval record was lost): evaluate once.
-            ev = _evaluate(graphdef, state, ds, eval_bs, data_sharding, placement)
+            ev = _evaluate(graphdef, state, ds, eval_bs, eval_rows, data_sharding, placement)
             writer.write({"step": step, "epoch": epoch_of(step), **ev})
             if last_saved < step:
                 save(step, _score(ev))

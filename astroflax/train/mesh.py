@@ -91,8 +91,22 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
     return start, stop
 
 
-def _mesh_axes(target: str | Sequence[str] | None) -> tuple[str, ...]:
+def mesh_axes_of(target: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The mesh axes a rule's target names: ``"fsdp"``, ``("data", "fsdp")`` or None (none)."""
     return () if target is None else (target,) if isinstance(target, str) else tuple(target)
+
+
+def without_axes(spec: P, axes: Sequence[str]) -> P:
+    """``spec`` with the mesh ``axes`` removed.
+
+    E.g. ``P(("data", "fsdp"), "model")`` minus ``("fsdp",)`` -> ``P("data", "model")``.
+    """
+    drop = set(axes)
+    out: list[Any] = []
+    for entry in spec:
+        kept = tuple(a for a in mesh_axes_of(entry) if a not in drop)
+        out.append(kept[0] if len(kept) == 1 else (kept or None))
+    return P(*out)
 
 
 def parameter_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rules,
@@ -109,7 +123,7 @@ def parameter_spec(names: Sequence[str | None], shape: Sequence[int], rules: Rul
       on 8 devices.
     """
     order = {name: i for i, (name, _) in enumerate(rules)}
-    targets = {name: _mesh_axes(target) for name, target in rules}
+    targets = {name: mesh_axes_of(target) for name, target in rules}
     spec: list[Any] = [None] * len(shape)
     used: set[str] = set()
     named = [d for d, n in enumerate(names) if n is not None and targets.get(n)]

@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax import Array
-from jax.sharding import PartitionSpec as P
 
-from astroflax.train.mesh import Rules, rule_shardings
+from astroflax.train.mesh import Rules, rule_shardings, without_axes
 
 Batch = Mapping[str, Array]
 
@@ -74,17 +73,16 @@ class StepSharding:
     @classmethod
     def gather_over(cls, state: nnx.State, axes: Sequence[str]) -> StepSharding:
         """For ``state`` (sharded ``(model, optimizer)``): gather parameters over ``axes``."""
-        drop = set(axes)
         entries = []
         params = nnx.filter_state(state[0], nnx.Param)
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
             stored = leaf.sharding
             if not isinstance(stored, jax.sharding.NamedSharding):
                 continue
-            spec = [_without(entry, drop) for entry in stored.spec]
-            if spec != list(stored.spec):
+            spec = without_axes(stored.spec, axes)
+            if spec != stored.spec:
                 entries.append((jax.tree_util.keystr(path),
-                                jax.sharding.NamedSharding(stored.mesh, P(*spec)), stored))
+                                jax.sharding.NamedSharding(stored.mesh, spec), stored))
         return cls(tuple(entries))
 
     def apply(self, model: nnx.Module) -> None:
@@ -133,14 +131,6 @@ def _gather_bwd(in_use: jax.sharding.Sharding, stored: jax.sharding.Sharding, _:
 
 
 _gather_for_use.defvjp(_gather_fwd, _gather_bwd)
-
-
-def _without(entry: Any, drop: set[str]) -> Any:
-    """A ``PartitionSpec`` entry with the mesh axes in ``drop`` removed."""
-    if entry is None or isinstance(entry, str):
-        return None if entry in drop else entry
-    kept = tuple(a for a in entry if a not in drop)
-    return kept[0] if len(kept) == 1 else (kept or None)
 
 
 def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, Array]:
@@ -260,13 +250,13 @@ def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientT
     if mesh is None:
         return nnx.split(create())
     graphdef, abstract = abstract_state(model_name, model_kw, tx, mesh, rules)
-    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    shardings = state_shardings(abstract)
     state = jax.jit(lambda: nnx.split(create())[1], out_shardings=shardings)()
     return graphdef, state
 
 
 def state_shardings(state: nnx.State) -> Any:
-    """The sharding of every leaf of ``state`` (for ``out_shardings`` and restore targets)."""
+    """The sharding of every leaf of ``state`` (arrays or abstract ``ShapeDtypeStruct`` s)."""
     return jax.tree.map(lambda a: a.sharding, state)
 
 

@@ -8,13 +8,31 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from astroflax.data import load_dataset, train_iterator
 from astroflax.train import ConfigError, train_and_evaluate, validate_config
+from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.config import model_overrides
-from astroflax.train.mesh import make_mesh
+from astroflax.train.mesh import (
+    batch_sharding,
+    make_mesh,
+    parameter_spec,
+    process_rows,
+    without_axes,
+)
 from astroflax.train.metrics import read_metrics
-from astroflax.train.steps import StepSharding, init_state, make_optimizer, make_schedule
+from astroflax.train.steps import (
+    StepSharding,
+    _gather_for_use,
+    abstract_state,
+    init_state,
+    make_optimizer,
+    make_schedule,
+    sharded_train_step,
+    state_shardings,
+)
 from experiments.configs import common
 
 
@@ -50,8 +68,6 @@ def sharded_state(cfg, num_devices=8, weight_decay=0.0):
 
 def step_losses(cfg, batches, num_devices):
     """Losses of ``len(batches)`` train steps of ``cfg``'s model on the first devices."""
-    from astroflax.train.mesh import batch_sharding
-    from astroflax.train.steps import sharded_train_step, state_shardings
 
     mesh, graphdef, state = sharded_state(cfg, num_devices, weight_decay=0.01)
     step = sharded_train_step(state_shardings(state))
@@ -64,13 +80,15 @@ def step_losses(cfg, batches, num_devices):
     return np.array(out)
 
 
-def test_data_parallel_and_fsdp_on_8_devices_match_one_device():
-    from astroflax.data import load_dataset, train_iterator
+@pytest.fixture(scope="module")
+def batches():
+    """The first 5 training batches of ``tiny()``'s digits data (16 examples each)."""
+    it = train_iterator(load_dataset(tiny().data.to_dict(), seed=0), 16, seed=0)
+    return [next(it) for _ in range(5)]
 
+
+def test_data_parallel_and_fsdp_on_8_devices_match_one_device(batches):
     cfg = tiny()
-    ds = load_dataset(cfg.data.to_dict(), seed=0)
-    it = train_iterator(ds, 16, seed=0)
-    batches = [next(it) for _ in range(5)]
     ref = step_losses(cfg, batches, 1)
     np.testing.assert_allclose(step_losses(cfg, batches, 8), ref, rtol=0, atol=1e-5)
     np.testing.assert_allclose(step_losses(common.fsdp(tiny()), batches, 8), ref, rtol=0,
@@ -110,13 +128,8 @@ def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 
 
-def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads():
-    from astroflax.data import load_dataset, train_iterator
-
+def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads(batches):
     cfg = tiny(attention="astro")
-    ds = load_dataset(cfg.data.to_dict(), seed=0)
-    it = train_iterator(ds, 16, seed=0)
-    batches = [next(it) for _ in range(5)]
     ref = step_losses(cfg, batches, 1)
     tp = common.tensor_parallel(common.fsdp(tiny(attention="astro"), 4), 2)
     assert tuple(tp.mesh.axes) == ("data", "fsdp", "model")
@@ -140,14 +153,18 @@ def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads():
 ])
 def test_parameter_spec_applies_rules_in_order_once_per_axis_where_they_divide(names, shape,
                                                                               want):
-    from astroflax.train.mesh import parameter_spec
 
     rules = (("embed", "fsdp"), ("vocab", "fsdp"), ("heads", "model"), ("mlp", "model"))
     assert parameter_spec(names, shape, rules, {"data": 1, "fsdp": 8, "model": 2}) == want
 
 
+def test_without_axes_drops_mesh_axes_from_a_spec():
+    assert without_axes(P(("data", "fsdp"), "model"), ("fsdp",)) == P("data", "model")
+    assert without_axes(P("fsdp", None), ("data", "fsdp")) == P(None, None)
+    assert without_axes(P(("a", "b", "c")), ("b",)) == P(("a", "c"))
+
+
 def test_parameter_spec_with_a_tuple_of_mesh_axes_needs_their_product_to_divide():
-    from astroflax.train.mesh import parameter_spec
 
     sizes = {"data": 2, "fsdp": 4}
     rules = (("embed", ("data", "fsdp")),)
@@ -172,7 +189,6 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are
     assert not (tmp_path / "run" / "checkpoints.unreadable").exists()    # resumed from 4
     np.testing.assert_allclose(losses(tmp_path / "run"), ref, rtol=0, atol=1e-6)
 
-    from astroflax.train.checkpoint import Checkpointer
 
     ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=2)
     (folder / "process_1-of-2.json").write_text(state.replace('"next_index": 4',
@@ -228,9 +244,7 @@ def test_batch_not_divisible_by_the_data_axes_fails():
 
 
 def test_process_rows_read_from_the_batch_sharding():
-    from jax.sharding import NamedSharding
 
-    from astroflax.train.mesh import process_rows
 
     mesh = make_mesh(common.fsdp(tiny()).mesh, jax.devices())
     assert process_rows(NamedSharding(mesh, P(("data", "fsdp"))), 16) == (0, 16)
@@ -268,9 +282,7 @@ def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
 
 
 def test_a_gathered_parameter_is_used_whole_and_its_gradient_comes_back_sharded():
-    from jax.sharding import NamedSharding
 
-    from astroflax.train.steps import _gather_for_use
 
     mesh = jax.make_mesh((8,), ("fsdp",), axis_types=(jax.sharding.AxisType.Auto,))
     stored, in_use = NamedSharding(mesh, P("fsdp", None)), NamedSharding(mesh, P())
@@ -288,8 +300,6 @@ def test_a_gathered_parameter_is_used_whole_and_its_gradient_comes_back_sharded(
 
 def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_device_count():
     """Compiled memory, not time: a tied LM head whose [B, T, V] logits dominate."""
-    from astroflax.train.mesh import batch_sharding
-    from astroflax.train.steps import abstract_state, sharded_train_step
 
     cfg = common.fsdp(common.smoke(common.paper_config("wikitext2", "softmax", "w")))
     kw = {"vocab_size": 4096, "max_len": 64, "features": 32, "num_layers": 1, "num_heads": 2}
@@ -302,7 +312,7 @@ def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_dev
         batch = {k: jax.ShapeDtypeStruct((16, 64), np.int32, sharding=bsh)
                  for k in ("inputs", "targets")}
         placement = StepSharding.gather_over(abstract, ("data", "fsdp")) if gather else None
-        step = sharded_train_step(jax.tree.map(lambda a: a.sharding, abstract))
+        step = sharded_train_step(state_shardings(abstract))
         return step.lower(graphdef, abstract, batch, task="lm",
                           placement=placement).compile().memory_analysis().temp_size_in_bytes
 
