@@ -19,6 +19,20 @@ def shape_of(x: Any) -> tuple[int, ...] | None:
     return None if x is None else tuple(np.shape(x))
 
 
+def dtype_of(x: Any) -> np.dtype:
+    """The dtype of an array, tracer or array-like (lists and scalars get NumPy's)."""
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def check_mask(mask: Any, batch: int, seq: int) -> None:
+    """Checks a padding mask is None or bool ``[batch, seq]`` (True = real token)."""
+    if mask is None:
+        return
+    if shape_of(mask) != (batch, seq) or dtype_of(mask) != np.bool_:
+        fail("mask", f"a bool array of shape {(batch, seq)} (True = real token)",
+             f"{dtype_of(mask)} {shape_of(mask)}")
+
+
 def check_rank(name: str, x: Any, rank: int, layout: str) -> tuple[int, ...]:
     """Checks ``x.ndim == rank``; ``layout`` names the axes for the message (``[B, T, H, m]``)."""
     shape = shape_of(x)

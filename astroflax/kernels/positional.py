@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from astroflax.kernels._validate import check_positive, check_rank, fail
+from astroflax.kernels._validate import check_positive, check_positive_int, check_rank, fail
 from astroflax.kernels.astro.core import accumulation_dtype
 
 
@@ -76,8 +76,7 @@ def astro_positional(M: Array, *, decay: Array | float, length: int,
     if not isinstance(length, int) or not 1 <= length <= t_max:
         fail("length", f"an int in 1..{t_max} (M's T_max)", repr(length))
     check_positive("decay", decay)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        fail("chunk_size", "a positive int", repr(chunk_size))
+    check_positive_int("chunk_size", chunk_size)
     dtype = accumulation_dtype(M.dtype)
     return _astro_positional(M, jnp.asarray(decay, dtype), length=length,
                              chunk_size=chunk_size).astype(M.dtype)

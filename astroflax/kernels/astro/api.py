@@ -12,16 +12,17 @@ import logging
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 from astroflax.kernels._lift import lift_over_batch_and_heads
 from astroflax.kernels._validate import (
     check_flag,
+    check_mask,
     check_positive,
     check_positive_int,
     check_rank,
     check_static_scalar,
+    dtype_of,
     fail,
     shape_of,
 )
@@ -64,11 +65,6 @@ def resolve_mode(mode: str, *, causal: bool, seq_len: int, chunk_size: int) -> s
     return chosen
 
 
-def _dtype_of(x) -> np.dtype:
-    # Arrays and tracers carry a dtype; lists and scalars get NumPy's.
-    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-
-
 def _to_bthd(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     # Canonical (batch, seq, heads, dim) view of a rank-4 shape given in `layout`.
     return shape if layout == "BTHD" else (shape[0], shape[2], shape[1], shape[3])
@@ -82,22 +78,22 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
     check_flag("causal", causal)
     check_flag("sigmoid", sigmoid)
     for name, x in (("q", q), ("k", k), ("v", v)):
-        if not jnp.issubdtype(_dtype_of(x), jnp.floating):
+        if not jnp.issubdtype(dtype_of(x), jnp.floating):
             fail(name, "a floating-point array (float32, bfloat16, float64, ...)",
                  getattr(x, "dtype", type(x)))
     axes = "[batch, seq, heads, {}]" if layout == "BTHD" else "[batch, heads, seq, {}]"
     B, T, H, n = _to_bthd(check_rank("q", q, 4, axes.format("m")), layout)
     if T < 1 or n < 1:
-        fail("q", "at least one token and one feature", tuple(q.shape))
+        fail("q", "at least one token and one feature", shape_of(q))
     k_shape = _to_bthd(check_rank("k", k, 4, axes.format("m")), layout)
     v_shape = _to_bthd(check_rank("v", v, 4, axes.format("d")), layout)
     if k_shape[2] != H or v_shape[2] != H:
         fail("k/v heads", f"{H} heads like q", f"k: {k_shape[2]}, v: {v_shape[2]}")
     if k_shape != (B, T, H, n):
-        fail("k", f"the shape of q {tuple(q.shape)}", tuple(k.shape))
+        fail("k", f"the shape of q {shape_of(q)}", shape_of(k))
     if v_shape[:3] != (B, T, H):
         fail("v", f"batch, seq and heads of q ({B}, {T}, {H}) in layout {layout}",
-             tuple(v.shape))
+             shape_of(v))
     if feature_map not in FEATURE_MAPS:
         fail("feature_map", f"one of {FEATURE_MAPS}", repr(feature_map))
     m = n
@@ -117,20 +113,17 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
         if t_pos < T or h_pos != H or p[2] != m:
             want = f"[>= {T}, {H}, {m}]" if layout == "BTHD" else f"[{H}, >= {T}, {m}]"
             fail("pos_keys", f"shape {want} (at least as long as the sequence)", p)
-    mask_dtype = None if mask is None else _dtype_of(mask)
-    if mask is not None and (shape_of(mask) != (B, T) or mask_dtype != jnp.bool_):
-        fail("mask", f"a bool array of shape {(B, T)} (True = real token)",
-             f"{mask_dtype} {shape_of(mask)}")
+    check_mask(mask, B, T)
     if initial_state is not None:
-        d, acc = v_shape[3], accumulation_dtype(v.dtype)
+        d, acc = v_shape[3], accumulation_dtype(dtype_of(v))
         S, z = getattr(initial_state, "S", None), getattr(initial_state, "z", None)
         want = f"AstroState(S [{B}, {H}, {m}, {d}], z [{B}, {H}, {m}]) in {acc}"
         if shape_of(S) != (B, H, m, d) or shape_of(z) != (B, H, m):
             fail("initial_state", want, f"S {shape_of(S)}, z {shape_of(z)}")
-        if S.dtype != acc or z.dtype != acc:
+        if dtype_of(S) != acc or dtype_of(z) != acc:
             # The state is where sums accumulate: a lower-precision state would silently
             # accumulate in it (SPEC §2: S, z in float32).
-            fail("initial_state", want, f"S {S.dtype}, z {z.dtype}")
+            fail("initial_state", want, f"S {dtype_of(S)}, z {dtype_of(z)}")
     for name, value in (("alpha", alpha), ("eps", eps)):
         check_static_scalar(name, value)
     check_positive("alpha", alpha)
@@ -146,9 +139,10 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
                                              "feature_map", "layout"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
                      chunk_size, params, feature_map, layout):
-    # Per example, q is [T, H, m] (BTHD) or [H, T, m] (BHTD); pos_keys likewise without batch.
+    T = _to_bthd(q.shape, layout)[1]
+    # Once the batch is mapped away, q is [T, H, m] (BTHD) or [H, T, m] (BHTD); pos_keys has
+    # that layout from the start, and only its first T rows are used.
     head_axis = 1 if layout == "BTHD" else 0
-    T = q.shape[1 + (1 - head_axis)]
     if pos_keys is not None:
         pos_keys = jax.lax.slice_in_dim(pos_keys, 0, T, axis=1 - head_axis)
     if mode == "parallel":

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from astroflax.kernels._validate import check_rank, fail, shape_of
+from astroflax.kernels._validate import check_mask, check_rank, fail, shape_of
 
 
 def softmax_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
@@ -31,8 +31,7 @@ def softmax_attention(q: Array, k: Array, v: Array, *, causal: bool = False,
         fail("k", f"the shape of q {(B, T, H, n)}", shape_of(k))
     if shape_of(v)[:3] != (B, T, H) or len(shape_of(v)) != 4:
         fail("v", f"shape [{B}, {T}, {H}, d]", shape_of(v))
-    if mask is not None and (shape_of(mask) != (B, T) or mask.dtype != jnp.bool_):
-        fail("mask", f"a bool array of shape {(B, T)}", shape_of(mask))
+    check_mask(mask, B, T)
     key_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, T] -> [B, H, Tq, Tk]
     # jax.nn.dot_product_attention promotes its logits with float32 internally, which strict
     # dtype promotion rejects for float64 and bfloat16 inputs; standard promotion is what it
