@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import jax
@@ -24,7 +23,7 @@ from astroflax.biology.calcium import (
     summarise,
 )
 from astroflax.biology.params import ANParams
-from benchmarks._common import cpu_name, machine
+from benchmarks._common import machine
 
 RATES_HZ = np.arange(1.0, 11.0)
 SEEDS = np.arange(8)
@@ -55,10 +54,11 @@ def main(argv: list[str] | None = None) -> None:
                       record_every_s=1.0, transient_s=TRANSIENT_S)
     fit = fit_alpha(curve)["fit"]
 
+    where = machine()
     result = {
-        "date": machine()["date"][:10],
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPU cores",
-        "jax": jax.__version__, "backend": jax.default_backend(),
+        "date": where["date"][:10],
+        "machine": f"{where['cpu']}, {where['cpu_count']} CPU cores",
+        "jax": where["jax"], "backend": where["backend"],
         "workload": f"{RATES_HZ.size} rates x {SEEDS.size} seeds x {DURATION_S:g} s, dt = 1 ms",
         "first_call_s_including_compile": first, "run_s": times, "best_run_s": min(times),
         "model_steps_per_s": steps / min(times), "goal_s": 60.0,

@@ -12,7 +12,8 @@ Command: ``python -m benchmarks.kernels [--quick] [--json PATH]`` (B=1, H=8, m=d
    computation materialising all T prefix states (``mode="parallel"``).
 4. ``astro_positional`` time at 2L against L.
 
-``--quick`` shrinks T to 4096 (the README's first-run job, about a minute on 2 cores).
+``--quick`` shrinks T to 4096 and the positional length to 8192 (the README's first-run job,
+about a minute on 2 cores).
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def positional_rows(L: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="T=4096 instead of 16384")
+    parser.add_argument("--quick", action="store_true",
+                        help="T=4096 (positional L=8192) instead of 16384")
     parser.add_argument("--json", default=None, help="save the results here")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--memory-only", type=int, default=None, help=argparse.SUPPRESS)

@@ -22,6 +22,18 @@ import os
 import sys
 
 
+def shard_bytes(tree: object) -> int:
+    """Bytes one device holds of the (abstract, sharded) arrays in ``tree``."""
+    import jax
+    import numpy as np
+
+    total = 0
+    for a in jax.tree.leaves(tree):
+        shape = a.sharding.shard_shape(a.shape) if a.sharding else a.shape
+        total += int(np.prod(shape)) * a.dtype.itemsize
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="1,2,4,8")
@@ -32,7 +44,6 @@ def main() -> None:
 
     import jax
     import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
 
     from astroflax.train.config import model_overrides
@@ -45,17 +56,20 @@ def main() -> None:
         sharded_train_step,
         state_shardings,
     )
+    from benchmarks._common import machine
     from experiments.configs import common
 
-    data = {"cifar10": {"image_size": 32, "in_channels": 3, "num_classes": 10},
-            "imdb": {"vocab_size": 20_000, "max_len": 400, "num_classes": 2},
-            "wikitext2": {"vocab_size": 50_257, "max_len": 512}}
+    print(f"# {machine()}")
     print(f"{'preset':<10} {'n':>2} {'params MiB/dev':>15} {'opt MiB/dev':>12} "
           f"{'args MiB':>9} {'out MiB':>8} {'temp MiB':>9} {'temp, no gather':>16}")
     for task in args.presets.split(","):
         cfg = common.fsdp(common.paper_config(task, "astro", f"{task}_astro"))
-        kw = model_overrides(cfg.model, data[task])
-        bs = int(cfg.train.batch_size)
+        length, bs = cfg.data.max_len, int(cfg.train.batch_size)
+        # What the data would fix: WikiText-2 uses GPT-2's BPE vocabulary (50,257 tokens).
+        data = ({"image_size": 32, "in_channels": 3, "num_classes": 10} if task == "cifar10"
+                else {"vocab_size": cfg.data.vocab_size or 50_257, "max_len": length,
+                      **({"num_classes": 2} if task == "imdb" else {})})
+        kw = model_overrides(cfg.model, data)
         tx = make_optimizer(make_schedule(learning_rate=1e-3, schedule="constant",
                                           warmup_steps=0, total_steps=10), weight_decay=0.01)
         for n in counts:
@@ -63,13 +77,6 @@ def main() -> None:
 
             graphdef, abstract = abstract_state(cfg.model.name, kw, tx, mesh,
                                                 tuple(cfg.mesh.rules))
-
-            def shard_bytes(tree):
-                total = 0
-                for a in jax.tree.leaves(tree):
-                    shape = a.sharding.shard_shape(a.shape) if a.sharding else a.shape
-                    total += int(np.prod(shape)) * a.dtype.itemsize
-                return total
 
             params = shard_bytes(nnx.filter_state(abstract[0], nnx.Param))
             opt = shard_bytes(abstract[1])
@@ -79,13 +86,13 @@ def main() -> None:
                          "label": jax.ShapeDtypeStruct((bs,), jnp.int32, sharding=bsh)}
                 kind = "classification"
             elif task == "imdb":
-                batch = {"inputs": jax.ShapeDtypeStruct((bs, 400), jnp.int32, sharding=bsh),
-                         "mask": jax.ShapeDtypeStruct((bs, 400), jnp.bool_, sharding=bsh),
+                batch = {"inputs": jax.ShapeDtypeStruct((bs, length), jnp.int32, sharding=bsh),
+                         "mask": jax.ShapeDtypeStruct((bs, length), jnp.bool_, sharding=bsh),
                          "label": jax.ShapeDtypeStruct((bs,), jnp.int32, sharding=bsh)}
                 kind = "classification"
             else:
-                batch = {"inputs": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh),
-                         "targets": jax.ShapeDtypeStruct((bs, 512), jnp.int32, sharding=bsh)}
+                batch = {k: jax.ShapeDtypeStruct((bs, length), jnp.int32, sharding=bsh)
+                         for k in ("inputs", "targets")}
                 kind = "lm"
             shardings = state_shardings(abstract)
             step = sharded_train_step(shardings)

@@ -55,13 +55,6 @@ class LayerNorm(nnx.Module):
         return y.astype(x.dtype)
 
 
-def layer_norm(features: int, *, dtype: Any = None, param_dtype: Any = jnp.float32,
-               rngs: nnx.Rngs) -> LayerNorm:
-    """A :class:`LayerNorm` over ``[..., D]`` (``dtype`` is the input's; kept for symmetry)."""
-    del dtype
-    return LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
-
-
 def dense(in_features: int, out_features: int, names: tuple[str | None, str | None], *,
           dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
     """``nnx.Linear`` ``[..., in] -> [..., out]`` whose kernel carries logical axes ``names``."""
@@ -125,8 +118,8 @@ class TransformerBlock(nnx.Module):
                                         **options)
         self.ffn = FeedForward(features, mlp_dim or 4 * features, dropout=dropout, dtype=dtype,
                                param_dtype=param_dtype, rngs=rngs)
-        self.norm1 = layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm2 = layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.norm1 = LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
+        self.norm2 = LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def _mix(self, x: Array, attend: Any) -> tuple[Array, Any]:
@@ -192,7 +185,7 @@ class BlockStack(nnx.Module):
             TransformerBlock(features, num_heads, norm=norm, dtype=dtype,
                              param_dtype=param_dtype, rngs=rngs, **block_kwargs)
             for _ in range(num_layers)])
-        self.final_norm = (layer_norm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.final_norm = (LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
                            if norm == "pre" else None)
 
     def _finish(self, x: Array) -> Array:
