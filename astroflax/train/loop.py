@@ -269,7 +269,10 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     trained_examples = int(meta.get("trained_examples", 0))
     train_time = float(meta.get("train_time_s", 0.0))
     compile_time = None
-    last_eval_step = max([r["step"] for r in writer.records if "eval_loss" in r], default=-1)
+    # From the checkpoint, which every process reads alike: only process 0 writes
+    # metrics.jsonl, and eval is a collective that all processes must enter together.
+    last_eval_step = int(meta.get("last_eval_step", max(
+        [r["step"] for r in writer.records if "eval_loss" in r], default=-1)))
     last_saved = start_step if restored is not None else -1
     tick = time.time()
 
@@ -278,7 +281,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         wall = wall_before + time.time() - session_start
         ckpt.save(step, state, it, {"step": step, "wall_time_s": wall,
                                     "trained_examples": trained_examples,
-                                    "train_time_s": train_time}, score=score)
+                                    "train_time_s": train_time,
+                                    "last_eval_step": last_eval_step}, score=score)
         last_saved = step
 
     try:

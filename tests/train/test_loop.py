@@ -112,3 +112,14 @@ def test_rerun_of_a_finished_run_of_another_config_and_after_an_unreadable_check
     assert [r["step"] for r in rec] == list(range(1, 7))          # steps 4-6 were redone
     assert [r["train_loss"] for r in rec] == [
         r["train_loss"] for r in read_metrics(tmp_path / "ref" / "metrics.jsonl")]
+
+
+def test_a_process_without_the_metrics_file_resumes_a_finished_run_without_evaluating(tmp_path):
+    # Only process 0 writes metrics.jsonl; another host (no shared disk) sees none. Whether the
+    # last step was evaluated must come from the checkpoint, or processes would disagree on
+    # entering the (collective) evaluation.
+    train_and_evaluate(smoke("digits_softmax"), tmp_path)
+    (tmp_path / "metrics.jsonl").unlink()
+    summary = train_and_evaluate(smoke("digits_softmax"), tmp_path)
+    assert summary["step"] == 6
+    assert read_metrics(tmp_path / "metrics.jsonl") == []       # nothing evaluated again
