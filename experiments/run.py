@@ -61,15 +61,15 @@ def resolve_config_arg(value: str) -> str:
     return f"{candidate}{sep}{arg}"
 
 
-def _rewrite_argv(argv: list[str]) -> tuple[list[str], bool]:
-    """Resolves bare config names in ``argv``; returns it and whether --config was given."""
-    out, given = [], False
-    for i, a in enumerate(argv):
-        if a.startswith("--config=") and i > 0:
-            given = True
-            a = "--config=" + resolve_config_arg(a.removeprefix("--config="))
-        out.append(a)
-    return out, given
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """``argv`` with bare config names resolved (``--config=NAME`` and ``--config NAME``)."""
+    out = list(argv)
+    for i in range(1, len(out)):
+        if out[i].startswith("--config="):
+            out[i] = "--config=" + resolve_config_arg(out[i].removeprefix("--config="))
+        elif out[i - 1] == "--config" and i > 1:
+            out[i] = resolve_config_arg(out[i])
+    return out
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                      _DISTRIBUTED.value or bool(config.get("distributed", False)))
     filename, _, arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
-    if not _GIVEN:
+    if not flags.FLAGS["config"].present:
         logging.info("no --config given: running the offline default %s (scikit-learn digits)",
                      DEFAULT)
     stem = Path(filename).stem + (f"_{arg}" if arg else "")
@@ -108,8 +108,6 @@ def main(argv: list[str]) -> None:
         print(json.dumps(summary, indent=2))
 
 
-_GIVEN = False
-
 if __name__ == "__main__":
-    sys.argv, _GIVEN = _rewrite_argv(sys.argv)
+    sys.argv = rewrite_argv(sys.argv)
     app.run(main)

@@ -62,6 +62,11 @@ def test_bare_names_resolve_into_experiments_configs_and_unknown_ones_list_the_c
     assert run.resolve_config_arg("cifar_astro.py").endswith("configs/cifar_astro.py")
     with pytest.raises(SystemExit, match="digits_astro"):
         run.resolve_config_arg("cifar_astr")
+    configs = REPO / "experiments" / "configs"
+    assert run.rewrite_argv(["run.py", "--config=cifar_astro", "--config", "digits_astro:smoke",
+                             "--workdir", "w"]) == [
+        "run.py", f"--config={configs / 'cifar_astro.py'}", "--config",
+        f"{configs / 'digits_astro.py'}:smoke", "--workdir", "w"]
 
 
 def _cmd(workdir, *extra):
