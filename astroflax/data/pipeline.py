@@ -75,7 +75,7 @@ def _limit(n: int, limit: int | None) -> int:
 
 
 # ---------------------------------------------------------------- digits (offline, real)
-def _digits(cfg: Mapping[str, Any], seed: int) -> Dataset:
+def _digits(cfg: Mapping[str, Any]) -> Dataset:
     """scikit-learn's 8×8 handwritten digits (1797 images, UCI), a fixed stratified 80/20 split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -114,14 +114,14 @@ def tfds_source(name: str, split: str, data_dir: str | None) -> Any:
         ) from None
 
 
-def _cifar10(cfg: Mapping[str, Any], seed: int) -> Dataset:
+def _cifar10(cfg: Mapping[str, Any]) -> Dataset:
     """CIFAR-10 (TFDS ``cifar10``), normalised per channel; optional crop+flip augmentation."""
     train_src = tfds_source("cifar10", "train", cfg.get("data_dir"))
     test_src = tfds_source("cifar10", "test", cfg.get("data_dir"))
 
     def prep(ex: Mapping[str, Any]) -> Example:
         img = (np.asarray(ex["image"], np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD
-        return {"inputs": img.astype(np.float32), "label": np.int32(ex["label"])}
+        return {"inputs": img.astype(np.float32, copy=False), "label": np.int32(ex["label"])}
 
     n_tr = _limit(len(train_src), cfg.get("num_train"))
     n_te = _limit(len(test_src), cfg.get("num_eval"))
@@ -144,37 +144,42 @@ def augment_image(ex: Example, rng: np.random.Generator, pad: int = 4) -> Exampl
     return {**ex, "inputs": np.ascontiguousarray(img, dtype=np.float32)}
 
 
-def _imdb(cfg: Mapping[str, Any], seed: int) -> Dataset:
+def _imdb(cfg: Mapping[str, Any]) -> Dataset:
     """IMDB reviews (TFDS ``imdb_reviews``): words -> ids (training-split vocabulary), length L."""
     train_src = tfds_source("imdb_reviews", "train", cfg.get("data_dir"))
     test_src = tfds_source("imdb_reviews", "test", cfg.get("data_dir"))
     n_tr = _limit(len(train_src), cfg.get("num_train"))
     n_te = _limit(len(test_src), cfg.get("num_eval"))
-    # The vocabulary comes from the whole training split (every process reads it and builds
-    # the same table), never from the test split.
-    vocab = text_lib.build_vocab(
-        (text_lib.tokenize_words(train_src[i]["text"]) for i in range(n_tr)),
-        max_size=cfg.get("vocab_size"))
+    # The vocabulary comes from the training reviews in use (all of them unless data.num_train
+    # caps it; every process builds the same table), never from the test split. Reviews are
+    # tokenised and encoded once here, not on every read of every epoch.
+    train_recs = [train_src[i] for i in range(n_tr)]
+    test_recs = [test_src[i] for i in range(n_te)]
+    train_words = [text_lib.tokenize_words(r["text"]) for r in train_recs]
+    vocab = text_lib.build_vocab(train_words, max_size=cfg.get("vocab_size"))
     length = int(cfg["max_len"])
     logging.info("IMDB: vocabulary of %d words from %d training reviews; length %d",
                  len(vocab), n_tr, length)
 
-    def prep(ex: Mapping[str, Any]) -> Example:
-        tokens, mask = text_lib.pad_or_truncate(
-            vocab.encode(text_lib.tokenize_words(ex["text"])), length)
-        return {"inputs": tokens, "mask": mask, "label": np.int32(ex["label"])}
+    def encoded(words: list[list[str]], recs: list[Mapping[str, Any]]) -> list[Example]:
+        out = []
+        for w, r in zip(words, recs, strict=True):
+            tokens, mask = text_lib.pad_or_truncate(vocab.encode(w), length)
+            out.append({"inputs": tokens, "mask": mask, "label": np.int32(r["label"])})
+        return out
 
-    train = grain.MapDataset.source(train_src)[:n_tr].map(prep)
-    test = grain.MapDataset.source(test_src)[:n_te].map(prep)
+    train = encoded(train_words, train_recs)
+    test = encoded([text_lib.tokenize_words(r["text"]) for r in test_recs], test_recs)
     overrides: dict[str, Any] = {"vocab_size": len(vocab), "max_len": length, "num_classes": 2}
     if cfg.get("glove_path"):
         overrides.update(glove_path=str(cfg["glove_path"]), vocab=list(vocab.words))
-    return Dataset("imdb", "classification", train, test, n_tr, n_te, overrides,
+    return Dataset("imdb", "classification", grain.MapDataset.source(train),
+                   grain.MapDataset.source(test), n_tr, n_te, overrides,
                    {"eval_split": "test", "tokenizer": "word (training split)",
                     "glove": cfg.get("glove_path")})
 
 
-def _wikitext2(cfg: Mapping[str, Any], seed: int) -> Dataset:
+def _wikitext2(cfg: Mapping[str, Any]) -> Dataset:
     """WikiText-2 raw, tokenised (GPT-2 BPE or word level) and packed into windows of L."""
     data_dir = cfg.get("data_dir") or "~/tensorflow_datasets/downloads/manual"
     eval_split = cfg.get("eval_split") or "test"
@@ -201,18 +206,18 @@ def _wikitext2(cfg: Mapping[str, Any], seed: int) -> Dataset:
                    {"eval_split": eval_split, "tokenizer": used})
 
 
-DATASETS: dict[str, Callable[[Mapping[str, Any], int], Dataset]] = {
+DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "digits": _digits, "cifar10": _cifar10, "imdb": _imdb, "wikitext2": _wikitext2}
 
 
-def load_dataset(cfg: Mapping[str, Any], seed: int = 0) -> Dataset:
+def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """The dataset named ``cfg["name"]`` (one of :data:`DATASETS`) with ``cfg``'s options.
 
     Args:
       cfg: ``name`` plus options: ``data_dir``, ``num_train`` / ``num_eval`` (caps, for smoke
         runs), ``max_len``, ``vocab_size``, ``tokenizer``, ``glove_path``, ``augment``,
-        ``eval_split`` (see the dataset functions).
-      seed: reserved for data-dependent randomness (splits are fixed).
+        ``eval_split`` (see the dataset functions). Splits are fixed: randomness (shuffling,
+        augmentation) belongs to :func:`train_batches`.
 
     Raises:
       ValueError: unknown name. DataNotFoundError: the files are not prepared.
@@ -220,7 +225,7 @@ def load_dataset(cfg: Mapping[str, Any], seed: int = 0) -> Dataset:
     name = cfg["name"]
     if name not in DATASETS:
         raise ValueError(f"data.name: unknown dataset {name!r}; allowed: {sorted(DATASETS)}")
-    return DATASETS[name](cfg, seed)
+    return DATASETS[name](cfg)
 
 
 def check_rows(rows: tuple[int, int] | None, batch_size: int) -> tuple[int, int]:
@@ -246,7 +251,7 @@ def train_batches(ds: Dataset, batch_size: int, *, seed: int, augment: bool = Fa
     Each epoch is a fresh permutation of the whole split (grain's ``shuffle`` reseeds per
     epoch), cut into global batches of ``batch_size``; element ``j`` holds ``rows`` of global
     batch ``j`` and reading it reads only those examples. Augmentation draws from a generator
-    seeded by ``(seed, position in the global stream)``. So the global batches do not depend
+    seeded by ``(seed + 1, position in the global stream)``. So the global batches do not depend
     on how many processes share them.
 
     Args:

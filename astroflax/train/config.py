@@ -131,8 +131,7 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     Args:
       cfg: the run config (``seed``, ``data``, ``model``, ``train``; see
         ``experiments/configs/common.py``).
-      num_devices: devices the batch is split over (default: all of ``jax.devices()`` when
-        ``train.data_parallel``, else 1).
+      num_devices: devices of the run's mesh (default: :func:`run_device_count`).
       process_count: JAX processes (default ``jax.process_count()``).
     """
     from astroflax.data import DATASETS  # data imports grain/TFDS lazily; keep that lazy
@@ -141,6 +140,9 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
         _check(section in cfg, section, "a section", None)
     _check(_get(cfg, "data.name") in DATASETS, "data.name", f"one of {sorted(DATASETS)}",
            _get(cfg, "data.name"))
+    if cfg["data"].get("augment"):
+        _check(_get(cfg, "data.name") in ("digits", "cifar10"), "data.augment",
+               "False for text datasets (random crop + flip is for images)", True)
     name = _get(cfg, "model.name")
     _check(name in list_models(), "model.name", f"one of {list_models()}", name)
     attention = _get(cfg, "model.attention")

@@ -226,7 +226,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     except ValueError as e:
         raise ConfigError(f"config.mesh: {e}") from None
 
-    ds = load_dataset(cfg.data.to_dict(), seed=cfg.seed)
+    ds = load_dataset(cfg.data.to_dict())
     logging.info("data: %s", describe(ds))
     model_kw = model_overrides(cfg.model, ds.model_overrides)
     steps_per_epoch = max(ds.num_train // t.batch_size, 1)

@@ -42,6 +42,13 @@ def test_a_keyword_the_model_does_not_take_is_named():
         validate_config(cfg, num_devices=1, process_count=1)
 
 
+def test_augmenting_a_text_dataset_is_rejected():
+    cfg = common.paper_config("imdb", "astro", "imdb_astro", "smoke")
+    cfg.data.augment = True
+    with pytest.raises(ConfigError, match=r"config\.data\.augment: expected False for text"):
+        validate_config(cfg, num_devices=1, process_count=1)
+
+
 def test_alpha_on_softmax_is_rejected():
     cfg = common.digits_config("softmax", "digits_softmax", "smoke")
     cfg.model.alpha = 0.5

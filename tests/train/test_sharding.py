@@ -83,7 +83,7 @@ def step_losses(cfg, batches, num_devices):
 @pytest.fixture(scope="module")
 def batches():
     """The first 5 training batches of ``tiny()``'s digits data (16 examples each)."""
-    it = train_iterator(load_dataset(tiny().data.to_dict(), seed=0), 16, seed=0)
+    it = train_iterator(load_dataset(tiny().data.to_dict()), 16, seed=0)
     return [next(it) for _ in range(5)]
 
 
