@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+#: The repository root (the working directory of the runner subprocesses).
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_losses(workdir: Path) -> np.ndarray:
+    """The ``train_loss`` column of a run's ``metrics.jsonl``, in step order."""
+    from astroflax.train.metrics import read_metrics
+
+    return np.array([r["train_loss"] for r in read_metrics(Path(workdir) / "metrics.jsonl")
+                     if "train_loss" in r])
 
 
 def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0,

@@ -92,7 +92,9 @@ def test_wikitext_dataset_from_generated_files(tmp_path):
     ex = ds.train[0]
     assert ex["inputs"].shape == (4,) and ex["inputs"].dtype == np.int32
     np.testing.assert_array_equal(ex["inputs"][1:], ex["targets"][:-1])
-    assert ds.model_overrides == {"vocab_size": ds.model_overrides["vocab_size"], "max_len": 4}
+    # <eos>, <unk> and the 10 distinct training words (= valkyria the cat sat on mat . history
+    # dog); the test split's new words are not in the vocabulary.
+    assert ds.model_overrides == {"vocab_size": 12, "max_len": 4}
 
 
 def test_a_wikitext_file_that_is_not_the_official_release_is_reported(tmp_path, caplog):

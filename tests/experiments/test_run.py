@@ -5,8 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -15,8 +16,8 @@ from astroflax.train import validate_config
 from astroflax.train.config import model_overrides
 from astroflax.train.metrics import read_metrics
 from experiments import run
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.py")
                  if p.stem not in ("__init__", "common"))
 #: What each dataset fixes in the model, standing in for the data in the smoke builds below.
@@ -51,7 +52,8 @@ def test_every_config_loads_documents_its_command_and_its_smoke_model_builds(nam
     assert smoke.train.num_train_steps <= 10 and smoke.data.num_train <= 64
     kw = model_overrides(smoke.model, DATA_FIXES[smoke.data.name])
     model = nnx.eval_shape(lambda: create_model(smoke.model.name, **kw))
-    assert model is not None
+    params = nnx.state(model, nnx.Param)
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) > 0
     with pytest.raises(ValueError, match="smoke"):
         mod.get_config("huge")
 

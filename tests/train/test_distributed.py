@@ -5,14 +5,13 @@ config says ``distributed = True``. The real two-process run is tests/train/test
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import pytest
 
 from astroflax.train import distributed
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "ASTROFLAX_DISTRIBUTED")
 
 

@@ -123,3 +123,13 @@ def test_a_process_without_the_metrics_file_resumes_a_finished_run_without_evalu
     summary = train_and_evaluate(smoke("digits_softmax"), tmp_path)
     assert summary["step"] == 6
     assert read_metrics(tmp_path / "metrics.jsonl") == []       # nothing evaluated again
+
+
+def test_epochs_to_target_is_the_first_evaluated_epoch_at_or_above_it():
+    records = [{"step": 1, "epoch": 0.5, "train_loss": 1.0},          # no eval: skipped
+               {"step": 2, "epoch": 1.0, "eval_accuracy": 0.80},
+               {"step": 4, "epoch": 2.0, "eval_accuracy": 0.85},      # reached exactly
+               {"step": 6, "epoch": 3.0, "eval_accuracy": 0.95}]
+    assert epochs_to_target(records, 0.85) == 2.0
+    assert epochs_to_target(records, 0.90) == 3.0
+    assert epochs_to_target(records, 0.99) is None

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astroflax.train.metrics import read_metrics
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, train_losses
 
 # A 1-layer width-16 ViT on 64 digits (dropout on), FSDP over every device, 5 steps.
 CONFIG = '''
@@ -58,11 +56,6 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
     return outs
 
 
-def _train_losses(workdir: Path) -> np.ndarray:
-    return np.array([r["train_loss"] for r in read_metrics(workdir / "metrics.jsonl")
-                     if "train_loss" in r])
-
-
 def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
     config = tmp_path / "tiny_fsdp.py"
     config.write_text(CONFIG)
@@ -73,7 +66,7 @@ def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
     one = [_launch(config, tmp_path / "one", 4, [])]
     _finish(two + one)
 
-    ref, got = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    ref, got = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert len(ref) == 5 and np.isfinite(ref).all()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
     s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
@@ -86,5 +79,6 @@ def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
     assert [p.name for p in files] == ["process_0-of-2.json", "process_1-of-2.json"]
     # Both count global batches, so either resumes a run on any number of processes.
     assert [json.loads(p.read_text()) for p in files] == [{"next_index": 5}] * 2
-    # The fingerprint gathered parameters spread over both processes.
+    # Fingerprints were computed, also of parameters spread over both processes (a gather;
+    # the runs agree to 1e-5, not bitwise, so the digests are not compared).
     assert len(s2["params_sha256"]) == 64 and len(s1["params_sha256"]) == 64

@@ -22,7 +22,6 @@ from astroflax.train.mesh import (
     process_rows,
     without_axes,
 )
-from astroflax.train.metrics import read_metrics
 from astroflax.train.steps import (
     StepSharding,
     _gather_for_use,
@@ -34,6 +33,7 @@ from astroflax.train.steps import (
     state_shardings,
 )
 from experiments.configs import common
+from tests.helpers import train_losses
 
 
 def tiny(steps=5, attention="softmax"):
@@ -45,11 +45,6 @@ def tiny(steps=5, attention="softmax"):
     cfg.train.eval_every_steps = 0            # one eval per epoch (64 / 16 = 4 steps)
     cfg.train.checkpoint_every_steps = 4
     return cfg
-
-
-def losses(workdir):
-    return np.array([r["train_loss"] for r in read_metrics(workdir / "metrics.jsonl")
-                     if "train_loss" in r])
 
 
 def digits_tx(weight_decay=0.0):
@@ -117,14 +112,14 @@ def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
 def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
     full = common.fsdp(tiny(steps=6))
     assert train_and_evaluate(full, tmp_path / "run")["num_devices"] == 8
-    ref = losses(tmp_path / "run")
+    ref = train_losses(tmp_path / "run")
     assert len(ref) == 6
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")    # as if stopped after step 4
     resumed = common.fsdp(tiny(steps=6))
     resumed.mesh.num_devices = 2
     summary = train_and_evaluate(resumed, tmp_path / "run")
     assert summary["num_devices"] == 2 and summary["step"] == 6
-    got = losses(tmp_path / "run")
+    got = train_losses(tmp_path / "run")
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 
 
@@ -176,7 +171,7 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are
         tmp_path):
     cfg = tiny(steps=6)
     train_and_evaluate(cfg, tmp_path / "run")
-    ref = losses(tmp_path / "run")
+    ref = train_losses(tmp_path / "run")
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
     # Make step 4 look saved by two processes (each wrote its own iterator file).
     folder = tmp_path / "run" / "checkpoints" / "4" / "data_iter"
@@ -187,7 +182,7 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are
     summary = train_and_evaluate(tiny(steps=6), tmp_path / "run")
     assert summary["step"] == 6
     assert not (tmp_path / "run" / "checkpoints.unreadable").exists()    # resumed from 4
-    np.testing.assert_allclose(losses(tmp_path / "run"), ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(train_losses(tmp_path / "run"), ref, rtol=0, atol=1e-6)
 
 
     ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=2)
