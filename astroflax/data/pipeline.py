@@ -54,8 +54,8 @@ class Dataset:
     Attributes:
       name: dataset name (``digits``, ``cifar10``, ``imdb``, ``wikitext2``).
       task: ``"classification"`` or ``"lm"``.
-      train, eval: the splits' examples (see the module docstring).
-      num_train, num_eval: their lengths.
+      train, eval: the splits' examples (see the module docstring); ``num_train`` and
+        ``num_eval`` are their lengths.
       model_overrides: keyword arguments the data fixes (``image_size``, ``vocab_size``, ...).
       info: facts for the report (e.g. ``tokenizer``, ``eval_split``).
     """
@@ -64,10 +64,18 @@ class Dataset:
     task: str
     train: grain.MapDataset
     eval: grain.MapDataset
-    num_train: int
-    num_eval: int
     model_overrides: dict[str, Any]
     info: dict[str, Any]
+
+    @property
+    def num_train(self) -> int:
+        """Examples in the training split."""
+        return len(self.train)
+
+    @property
+    def num_eval(self) -> int:
+        """Examples in the eval split."""
+        return len(self.eval)
 
 
 def _limit(n: int, limit: int | None) -> int:
@@ -95,7 +103,6 @@ def _digits(cfg: Mapping[str, Any]) -> Dataset:
     test = arrays(x_te, y_te, cfg.get("num_eval"))
     return Dataset("digits", "classification",
                    grain.MapDataset.source(train), grain.MapDataset.source(test),
-                   len(train), len(test),
                    {"image_size": 8, "in_channels": 1, "num_classes": 10},
                    {"eval_split": "test (20%, stratified, random_state=0)"})
 
@@ -127,7 +134,7 @@ def _cifar10(cfg: Mapping[str, Any]) -> Dataset:
     n_te = _limit(len(test_src), cfg.get("num_eval"))
     train = grain.MapDataset.source(train_src)[:n_tr].map(prep)
     test = grain.MapDataset.source(test_src)[:n_te].map(prep)
-    return Dataset("cifar10", "classification", train, test, n_tr, n_te,
+    return Dataset("cifar10", "classification", train, test,
                    {"image_size": 32, "in_channels": 3, "num_classes": 10},
                    {"eval_split": "test", "augment": bool(cfg.get("augment"))})
 
@@ -174,7 +181,7 @@ def _imdb(cfg: Mapping[str, Any]) -> Dataset:
     if cfg.get("glove_path"):
         overrides.update(glove_path=str(cfg["glove_path"]), vocab=list(vocab.words))
     return Dataset("imdb", "classification", grain.MapDataset.source(train),
-                   grain.MapDataset.source(test), n_tr, n_te, overrides,
+                   grain.MapDataset.source(test), overrides,
                    {"eval_split": "test", "tokenizer": "word (training split)",
                     "glove": cfg.get("glove_path")})
 
@@ -202,7 +209,7 @@ def _wikitext2(cfg: Mapping[str, Any]) -> Dataset:
 
     return Dataset("wikitext2", "lm", grain.MapDataset.source(train_w).map(split),
                    grain.MapDataset.source(eval_w).map(split),
-                   len(train_w), len(eval_w), {"vocab_size": vocab_size, "max_len": length},
+                   {"vocab_size": vocab_size, "max_len": length},
                    {"eval_split": eval_split, "tokenizer": used})
 
 
@@ -304,7 +311,7 @@ def eval_batches(ds: Dataset, batch_size: int, rows: tuple[int, int] | None = No
       Dicts of stacked arrays ``[stop - start, ...]`` plus ``weight`` float32 (1 real, 0 pad).
     """
     start, stop = check_rows(rows, batch_size)
-    n = len(ds.eval)
+    n = ds.num_eval
     if n == 0:
         raise ValueError(f"{ds.name}: the eval split is empty (check data.num_eval / "
                          "data.eval_split)")

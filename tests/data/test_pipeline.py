@@ -68,7 +68,7 @@ def test_each_process_reads_only_its_rows_of_the_global_batches(digits):
         reads.append(int(i))
         return {"index": np.int32(i)}
 
-    spy = dataclasses.replace(digits, train=grain.MapDataset.range(20).map(read), num_train=20)
+    spy = dataclasses.replace(digits, train=grain.MapDataset.range(20).map(read))
     whole = train_batches(spy, 8, seed=5)
     for processes in (2, 4):
         local = 8 // processes
@@ -115,7 +115,7 @@ def test_eval_rows_of_all_processes_concatenate_to_the_single_process_batches(di
 def test_an_empty_eval_split_is_named(digits):
     import dataclasses
 
-    empty = dataclasses.replace(digits, eval=digits.eval[:0], num_eval=0)
+    empty = dataclasses.replace(digits, eval=digits.eval[:0])
     with pytest.raises(ValueError, match="eval split is empty"):
         next(eval_batches(empty, 8))
 
