@@ -88,6 +88,11 @@ def forward(model, x):
     return model(jnp.asarray(x))[0]
 
 
+def np_log_softmax(logits):
+    """The numpy reference: ``logits - log(sum(exp(logits)))`` over the last axis."""
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
 def _tiny_classifier():
     kw = {"image_size": 4, "in_channels": 1, "patch_size": 2, "num_classes": 3,
           "features": 8, "num_layers": 1, "num_heads": 2, "attention": "astro"}
@@ -101,7 +106,7 @@ def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
              "label": rng.integers(0, 3, 6).astype(np.int32)}
     model, _ = nnx.merge(graphdef, state)
     logits = np.asarray(forward(model, batch["inputs"]), np.float64)
-    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    logp = np_log_softmax(logits)
     expected_loss = -logp[np.arange(6), batch["label"]].mean()
     params_before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
 
@@ -126,7 +131,7 @@ def test_eval_step_sums_ignore_zero_weight_rows():
     y = np.array([0, 1, 2, 1], np.int32)
     model, _ = nnx.merge(graphdef, state)
     logits = np.asarray(forward(model, x), np.float64)
-    nll = -(logits - np.log(np.exp(logits).sum(-1, keepdims=True)))[np.arange(4), y]
+    nll = -np_log_softmax(logits)[np.arange(4), y]
     correct = (logits.argmax(-1) == y).astype(np.float64)
     w = np.array([1, 1, 1, 0], np.float32)
     out = eval_step(graphdef, state, {"inputs": x, "label": y, "weight": w},
@@ -145,7 +150,7 @@ def test_lm_eval_counts_tokens_and_its_nll_matches_numpy():
              "weight": np.ones((2,), np.float32)}
     model, _ = nnx.merge(graphdef, state)
     logits = np.asarray(forward(model, batch["inputs"]), np.float64)
-    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    logp = np_log_softmax(logits)
     nll = -np.take_along_axis(logp, batch["targets"][..., None], -1).sum()
     out = eval_step(graphdef, state, batch, task="lm")
     assert float(out["count"]) == 12
