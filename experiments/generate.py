@@ -18,7 +18,7 @@ import codecs
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +188,31 @@ def generate_text(workdir: str | Path, prompt: str, max_new_tokens: int = 50, *,
     if tok.vocab_size != run.model.vocab_size:
         raise ValueError(f"the {tok.name} tokenizer rebuilt here has {tok.vocab_size} ids but "
                          f"the model has {run.model.vocab_size}: is the data the run's?")
-    ids = tok.encode(prompt)
+    tokens = stream_tokens(run.model, tok.encode(prompt), max_new_tokens,
+                           temperature=temperature, top_k=top_k, seed=seed)
     out.write(prompt)
     out.flush()
-    # Bytes of one character can span BPE tokens: print only complete UTF-8 characters.
+    text = write_stream((tok.token_bytes(t) for t in tokens), out)
+    out.write("\n")
+    out.flush()
+    return text
+
+
+def write_stream(pieces: Iterable[bytes], out: Any) -> str:
+    """Writes the UTF-8 text of ``pieces`` to ``out`` as each arrives; returns the whole text.
+
+    One write (and flush) per piece, of the characters it completes: a character whose bytes
+    span several BPE tokens appears with its last byte, never as two replacement marks. Bytes
+    left incomplete at the end are written as U+FFFD in one last write.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = []
-    for token in stream_tokens(run.model, ids, max_new_tokens, temperature=temperature,
-                               top_k=top_k, seed=seed):
-        piece = decoder.decode(tok.token_bytes(token))
-        text.append(piece)
-        out.write(piece)
+    for piece in pieces:
+        text.append(decoder.decode(piece))
+        out.write(text[-1])
         out.flush()
     text.append(decoder.decode(b"", final=True))
-    out.write(text[-1] + "\n")
+    out.write(text[-1])
     out.flush()
     return "".join(text)
 

@@ -28,7 +28,8 @@ from absl import logging
 from flax import nnx
 
 from astroflax.data import Dataset, load_dataset
-from astroflax.train.config import model_overrides
+from astroflax.train.config import mesh_config, model_overrides, run_device_count
+from astroflax.train.mesh import make_mesh, rule_shardings
 from astroflax.train.metrics import read_metrics
 
 #: Data-fixed keywords dropped when rebuilding a model: they only initialise parameters that
@@ -44,6 +45,7 @@ class TrainedRun:
       workdir: the run directory. config: its ``config.json`` as a ``ConfigDict``.
       step: the checkpoint step the parameters come from. model: the restored model, in
         eval mode (dropout off). dataset: the run's dataset (see :func:`load_run`).
+      mesh: the mesh the parameters are placed on, or None (one device).
     """
 
     workdir: Path
@@ -51,6 +53,18 @@ class TrainedRun:
     step: int
     model: nnx.Module
     dataset: Dataset
+    mesh: jax.sharding.Mesh | None = None
+
+
+def run_mesh(cfg: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+    """The mesh of the run's ``config.mesh`` over this machine's devices, as the trainer builds it.
+
+    Raises:
+      ValueError: more than one JAX process (load and evaluate on one process).
+    """
+    if jax.process_count() > 1:
+        raise ValueError("loading onto the run's mesh is single-process; run on one host")
+    return make_mesh(mesh_config(cfg), jax.devices()[:run_device_count(cfg)])
 
 
 def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -127,7 +141,8 @@ def _best_evaluated(workdir: str | Path, steps: list[int]) -> int | None:
 
 
 def load_run(workdir: str | Path, step: int | str | None = None, *,
-             data: Mapping[str, Any] | None = None) -> TrainedRun:
+             data: Mapping[str, Any] | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> TrainedRun:
     """The model of ``workdir`` at ``step``, with the run's config and dataset.
 
     Args:
@@ -136,6 +151,8 @@ def load_run(workdir: str | Path, step: int | str | None = None, *,
       data: fields of ``config.data`` to change when reading the dataset (e.g.
         ``{"eval_split": "validation"}``). Fields that decide the model's shape (vocabulary
         size, tokenizer, length) must not be changed: the restore would then fail on shapes.
+      mesh: place the parameters on this mesh as the run's ``config.mesh.rules`` say (e.g.
+        :func:`run_mesh`); None: on the first device.
 
     Raises:
       FileNotFoundError: not a run directory, or no checkpoint.
@@ -150,22 +167,24 @@ def load_run(workdir: str | Path, step: int | str | None = None, *,
     kw = model_overrides(cfg.model, ds.model_overrides)
     for k in _INIT_ONLY:
         kw.pop(k, None)
+    rules = tuple(tuple(r) for r in mesh_config(cfg)["rules"])
     model = _restore_model(workdir / "checkpoints" / str(chosen), cfg.model.name, kw,
-                           int(cfg.seed))
+                           int(cfg.seed), mesh, rules)
     logging.info("loaded %s (attention=%s) from %s at step %d", cfg.model.name,
                  cfg.model.attention, workdir, chosen)
-    return TrainedRun(workdir, cfg, chosen, model, ds)
+    return TrainedRun(workdir, cfg, chosen, model, ds, mesh)
 
 
-def load_model(workdir: str | Path, step: int | str | None = None) -> nnx.Module:
+def load_model(workdir: str | Path, step: int | str | None = None, *,
+               mesh: jax.sharding.Mesh | None = None) -> nnx.Module:
     """The trained model of ``workdir`` at ``step`` (default: best, else latest), in eval mode.
 
     Calling it is calling the trained network, e.g. ``logits, aux = model(images)`` for a
     classifier (``images [B, H, W, C]`` float32, normalised as the data pipeline does) or
     ``model.generate(tokens [B, P], 20)`` for a language model. The run's dataset is read once
-    for what it fixes in the model (see :func:`load_run`).
+    for what it fixes in the model. ``mesh``: as for :func:`load_run`.
     """
-    return load_run(workdir, step).model
+    return load_run(workdir, step, mesh=mesh).model
 
 
 def _check_tokenizer(workdir: Path, ds: Dataset) -> None:
@@ -180,8 +199,12 @@ def _check_tokenizer(workdir: Path, ds: Dataset) -> None:
             "above; set TIKTOKEN_CACHE_DIR to a folder holding it)")
 
 
-def _restore_model(step_dir: Path, name: str, kw: Mapping[str, Any], seed: int) -> nnx.Module:
-    """Builds the model abstractly and restores the ``model`` item of ``step_dir`` into it."""
+def _restore_model(step_dir: Path, name: str, kw: Mapping[str, Any], seed: int,
+                   mesh: jax.sharding.Mesh | None, rules: Any) -> nnx.Module:
+    """Builds the model abstractly and restores the ``model`` item of ``step_dir`` into it.
+
+    On ``mesh``, each parameter is restored straight into its shards (``rules`` as in the run).
+    """
     from astroflax.models import create_model
 
     # The same RNG streams as the trainer's model, so the restored state has its structure
@@ -189,9 +212,13 @@ def _restore_model(step_dir: Path, name: str, kw: Mapping[str, Any], seed: int) 
     abstract = nnx.eval_shape(lambda: create_model(
         name, rngs=nnx.Rngs(params=seed, dropout=seed + 1), **kw))
     graphdef, state = nnx.split(abstract)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                          state)
+    if mesh is None:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: device, state)
+    else:
+        shardings = rule_shardings(state, mesh, rules)
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          state, shardings)
     with ocp.StandardCheckpointer() as ckptr:
         try:
             restored = ckptr.restore(step_dir / "model", target)

@@ -17,6 +17,7 @@ from astroflax.train.load import load_model, load_run, resolve_step
 from astroflax.train.metrics import read_metrics
 from experiments import evaluate, generate
 from experiments.configs import digits_astro, wikitext2_astro
+from experiments.configs.common import fsdp
 from tests.helpers import REPO, assert_close
 
 #: One sampling setting for every test, so the decoder compiles once for it.
@@ -53,7 +54,9 @@ def lm_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("digits_run")
-    train_and_evaluate(_single_device(digits_astro.get_config("smoke")), workdir)
+    # FSDP rules in its config: the 8-device evaluation below restores parameters sharded.
+    cfg = fsdp(_single_device(digits_astro.get_config("smoke")))
+    train_and_evaluate(cfg, workdir)
     return workdir
 
 
@@ -111,6 +114,21 @@ def test_evaluate_reproduces_the_runs_own_eval_metrics_at_each_checkpoint(which,
         assert written["num_examples"] == 32 and written["step"] == step
 
 
+def test_evaluate_on_the_runs_fsdp_mesh_over_8_devices_matches_its_metrics(digits_run):
+    from astroflax.train.config import mesh_config
+    from astroflax.train.load import read_config
+    from astroflax.train.mesh import make_mesh
+
+    mesh = make_mesh(mesh_config(read_config(digits_run)), jax.devices()[:8])
+    run = evaluate.load_split(digits_run, "test", 6, mesh)
+    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(nnx.state(run.model, nnx.Param))]
+    assert any("fsdp" in jax.tree.leaves(tuple(s)) for s in specs)     # really sharded
+    metrics = evaluate.evaluate(run)
+    logged = _eval_records(digits_run)[6]
+    assert_close(metrics["eval_loss"], logged["eval_loss"], rtol=1e-6)
+    assert metrics["eval_accuracy"] == logged["eval_accuracy"]
+
+
 def test_evaluate_on_the_train_split_scores_the_training_examples(digits_run):
     run = evaluate.load_split(digits_run, "train", "latest")
     assert run.dataset.num_eval == run.dataset.num_train == 64
@@ -141,6 +159,16 @@ def test_streamed_tokens_are_those_of_astrolm_generate_greedy_and_sampled(lm_run
         assert streamed == np.asarray(ref)[0, len(prompt):].tolist()
 
 
+def test_streamed_tokens_match_generate_for_the_softmax_kv_cache_decoder():
+    from astroflax.models import create_model
+
+    model = create_model("tiny_wikitext2", attention="softmax", rngs=nnx.Rngs(1))
+    model.eval()
+    prompt = [4, 8, 15]
+    ref = model.generate(jax.numpy.asarray([prompt], jax.numpy.int32), 4)
+    assert list(generate.stream_tokens(model, prompt, 4)) == np.asarray(ref)[0, 3:].tolist()
+
+
 def test_generate_text_streams_each_token_through_the_word_vocabulary(lm_run):
     class Recorder(io.StringIO):
         def __init__(self):
@@ -153,8 +181,9 @@ def test_generate_text_streams_each_token_through_the_word_vocabulary(lm_run):
 
     out = Recorder()
     text = generate.generate_text(lm_run, "w1 w2 nonsense", 8, out=out, **_SAMPLED)
-    # The prompt, then one write per token, then the final flush of the decoder and a newline.
-    assert out.writes[0] == "w1 w2 nonsense" and len(out.writes) == 1 + 8 + 1
+    # The prompt, one write per token, the decoder's final flush (empty), then a newline.
+    assert out.writes[0] == "w1 w2 nonsense" and len(out.writes) == 1 + 8 + 2
+    assert out.writes[-2:] == ["", "\n"]
     pieces = out.writes[1:9]
     assert "".join(pieces) == text
     assert all(p == "\n" or (p.startswith(" ") and p[1:] in {*_WORDS, ".", "<unk>"})
@@ -190,3 +219,13 @@ def test_the_commands_print_and_write_their_results(lm_run):
     assert gen.returncode == 0, gen.stderr[-2000:]
     text = generate.generate_text(lm_run, "w1 w2", 5, out=io.StringIO(), **_SAMPLED)
     assert gen.stdout == "w1 w2" + text + "\n"
+
+
+def test_write_stream_prints_a_character_split_over_tokens_once_complete():
+    out = io.StringIO()
+    writes = []
+    out.write = lambda s: writes.append(s) or len(s)
+    # "café ☕": é is 2 bytes and ☕ 3 bytes, each split over BPE-like pieces; then a cut byte.
+    pieces = [b"caf", b"\xc3", b"\xa9 ", b"\xe2\x98", b"\x95", b"\xe2"]
+    assert generate.write_stream(pieces, out) == "café ☕\ufffd"
+    assert writes == ["caf", "", "é ", "", "☕", "", "\ufffd"]   # the last: final flush
