@@ -33,7 +33,7 @@ from astroflax.train.mesh import make_mesh, rule_shardings
 from astroflax.train.metrics import read_metrics
 
 #: Data-fixed keywords dropped when rebuilding a model: they only initialise parameters that
-#: the checkpoint then overwrites (reading a 5 GB GloVe file for that would be wasted).
+#: the checkpoint then overwrites (reading a GloVe file of gigabytes for that would be waste).
 _INIT_ONLY = ("glove_path", "vocab")
 
 
