@@ -2,6 +2,7 @@
 
 from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.config import ConfigError, model_overrides, validate_config
+from astroflax.train.load import load_model
 from astroflax.train.loop import NonFiniteLossError, train_and_evaluate
 from astroflax.train.steps import eval_step, init_state, make_optimizer, make_schedule, train_step
 
@@ -11,6 +12,7 @@ __all__ = [
     "NonFiniteLossError",
     "eval_step",
     "init_state",
+    "load_model",
     "make_optimizer",
     "make_schedule",
     "model_overrides",
