@@ -32,7 +32,7 @@ from astroflax.data.pipeline import eval_batches
 from astroflax.train.config import mesh_config
 from astroflax.train.load import TrainedRun, load_run, read_config, run_mesh
 from astroflax.train.mesh import batch_sharding
-from astroflax.train.steps import eval_step
+from astroflax.train.steps import TrainState, eval_step
 
 
 def define_flags() -> None:
@@ -69,8 +69,8 @@ def evaluate(run: TrainedRun, *, batch_size: int | None = None) -> dict[str, flo
             raise ValueError(f"batch size {bs} does not split over the {split} devices of the "
                              "run's batch axes; pass --batch_size=a multiple, or --mesh=single")
         put = functools.partial(jax.device_put, device=sharding)
-    # The trainer's eval step takes the (model, optimizer) pair; the optimizer is not used.
-    graphdef, state = nnx.split((run.model, None))
+    # The trainer's eval step takes a TrainState; it reads only the model.
+    graphdef, state = nnx.split(TrainState(run.model, None))
     totals: dict[str, jax.Array] | None = None
     for batch in eval_batches(ds, bs):
         out = eval_step(graphdef, state, put(batch), task=ds.task)
