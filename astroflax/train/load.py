@@ -28,7 +28,13 @@ from absl import logging
 from flax import nnx
 
 from astroflax.data import Dataset, load_dataset
-from astroflax.train.config import mesh_config, model_overrides, run_device_count
+from astroflax.train.config import (
+    ConfigError,
+    mesh_config,
+    model_overrides,
+    run_device_count,
+    validate_mesh,
+)
 from astroflax.train.mesh import make_mesh, rule_shardings
 from astroflax.train.metrics import read_metrics
 
@@ -60,11 +66,19 @@ def run_mesh(cfg: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     """The mesh of the run's ``config.mesh`` over this machine's devices, as the trainer builds it.
 
     Raises:
-      ValueError: more than one JAX process (load and evaluate on one process).
+      ValueError: more than one JAX process (load and evaluate on one process), or a mesh
+        that does not fit this machine's devices (e.g. a model axis larger than them).
     """
     if jax.process_count() > 1:
         raise ValueError("loading onto the run's mesh is single-process; run on one host")
-    return make_mesh(mesh_config(cfg), jax.devices()[:run_device_count(cfg)])
+    devices = jax.devices()[:run_device_count(cfg)]
+    try:
+        validate_mesh(mesh_config(cfg), len(devices))
+    except ConfigError as e:
+        raise ValueError(f"the run's mesh does not fit the {len(devices)} device(s) here ({e}); "
+                         "load onto one device instead (mesh=None; experiments.evaluate "
+                         "--mesh=single)") from None
+    return make_mesh(mesh_config(cfg), devices)
 
 
 def read_config(workdir: str | Path) -> ml_collections.ConfigDict:

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -127,6 +128,19 @@ def test_evaluate_on_the_runs_fsdp_mesh_over_8_devices_matches_its_metrics(digit
     logged = _eval_records(digits_run)[6]
     assert_close(metrics["eval_loss"], logged["eval_loss"], rtol=1e-6)
     assert metrics["eval_accuracy"] == logged["eval_accuracy"]
+
+
+def test_a_run_mesh_that_does_not_fit_the_devices_here_points_to_one_device(digits_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(digits_run, workdir)
+    cfg = json.loads((workdir / "config.json").read_text())
+    cfg["mesh"].update(axes=["data", "model"], shape=[-1, 16], num_devices=None)  # 8 here
+    (workdir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="--mesh=single"):
+        evaluate.evaluate_workdir(workdir, "test", 6)
+    record = evaluate.evaluate_workdir(workdir, "test", 6, mesh="single")
+    assert record["num_devices"] == 1
+    assert_close(record["eval_loss"], _eval_records(digits_run)[6]["eval_loss"], rtol=1e-6)
 
 
 def test_evaluate_on_the_train_split_scores_the_training_examples(digits_run):
