@@ -19,7 +19,10 @@ def smoke_config():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("model.alpha", -0.5, r"config\.model\.alpha: expected > 0"),
-    ("model.m_div", 0.0, r"config\.model\.m_div: expected > 0"),
+    ("model.m_div", "0", r"config\.model\.m_div: expected one of 'paper', 'm', a positive"),
+    ("model.m_div", "500E", r"config\.model\.m_div: expected one of .*'500D'"),
+    ("model.pos_embedding", "auto", r"config\.model\.pos_embedding: expected one of"),
+    ("model.embed_scale", "two", r"config\.model\.embed_scale: expected one of"),
     ("model.name", "paper_mnist", r"config\.model\.name: expected one of"),
     ("model.attention", "flash", r"config\.model\.attention: expected one of"),
     ("train.batch_size", 12, r"config\.train\.batch_size: expected divisible by the 8 devices"),
@@ -61,7 +64,10 @@ def test_data_fixed_values_fill_in_and_contradictions_fail():
     kw = model_overrides(cfg.model, {"image_size": 8, "in_channels": 1})
     assert kw["image_size"] == 8 and kw["patch_size"] == 2 and "alpha" not in kw
     cfg.model.alpha = 0.5
-    assert model_overrides(cfg.model)["attention_options"] == {"alpha": 0.5}
+    assert model_overrides(cfg.model)["alpha"] == 0.5
+    assert "m_div" not in model_overrides(cfg.model)  # "paper": the variant's own rule
+    cfg.model.m_div = "2D"
+    assert model_overrides(cfg.model)["m_div"] == "2D"
     with pytest.raises(ConfigError, match=r"config\.model\.patch_size: 2 contradicts"):
         model_overrides(cfg.model, {"patch_size": 4})
 
