@@ -31,6 +31,11 @@ from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dt
 from astroflax.kernels.astro.parallel import parallel_astro
 from astroflax.kernels.astro.recurrent import recurrent_astro
 from astroflax.kernels.feature_maps import FEATURE_MAPS
+from astroflax.kernels.pallas.attention import (
+    check_pallas_arguments,
+    pallas_astro_attention,
+    platform_backend,
+)
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
@@ -170,7 +175,8 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
                     feature_map: str = "elu1", projection: Array | None = None,
                     mode: str = "auto", chunk_size: int = 64, eps: float = 1e-6,
                     initial_state: AstroState | None = None, return_state: bool = False,
-                    layout: str = "BTHD") -> Array | tuple[Array, AstroState]:
+                    layout: str = "BTHD", implementation: str = "xla",
+                    interpret: bool = False) -> Array | tuple[Array, AstroState]:
     """Astromorphic attention (paper Eq. 8–17; docs/model.md §2–4), batched over examples and heads.
 
     Per head: ``S = Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``H = σ(S / m_div)`` (Eq. 11),
@@ -205,6 +211,11 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         Per-head matmuls need each head's ``[T, *]`` block contiguous, so BTHD inputs are
         transposed inside (on XLA:CPU that costs as much as the attention maths itself, see
         benchmarks/README.md); pass BHTD when the data is head-major already.
+      implementation: ``"xla"`` (the modes above) or ``"pallas"``: the fused GPU/TPU kernels of
+        :mod:`astroflax.kernels.pallas` (float32 sums; ``chunk_size`` is the causal kernel's
+        checkpoint interval, a multiple of 128 on TPU). Not chosen automatically until it has
+        been compiled and timed on real hardware (benchmarks/README.md).
+      interpret: with ``"pallas"``, run the kernels in the Pallas interpreter (CPU; for tests).
 
     Returns:
       ``[B, T, H, d]`` (or ``[B, H, T, d]`` for BHTD) in ``v``'s dtype (sums in float32, or
@@ -217,6 +228,7 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
     m = _validate(q, k, v, pos_keys, mask, projection, initial_state, causal=causal,
                   alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps, feature_map=feature_map,
                   chunk_size=chunk_size, layout=layout)
+    check_pallas_arguments(implementation, interpret=interpret, mode=mode, dtype=v.dtype)
     B, T, H, _ = _to_bthd(q.shape, layout)
     d = v.shape[-1]
     mask = None if mask is None else jnp.asarray(mask)  # a nested list is a pytree to vmap
@@ -226,6 +238,12 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
     if initial_state is None:
         acc = accumulation_dtype(v.dtype)
         initial_state = AstroState(S=jnp.zeros((B, H, m, d), acc), z=jnp.zeros((B, H, m), acc))
+    if implementation == "pallas":
+        out, state = pallas_astro_attention(
+            q, k, v, pos_keys, mask, projection, initial_state, causal=bool(causal),
+            params=params, feature_map=feature_map, chunk_size=int(chunk_size), layout=layout,
+            backend=platform_backend(interpret), interpret=interpret)
+        return (out, state) if return_state else out
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
                                   causal=bool(causal), mode=mode, chunk_size=int(chunk_size),
                                   params=params, feature_map=feature_map, layout=layout)

@@ -1,0 +1,396 @@
+"""Fused causal Hebbian read (Eq. 10–12, causal form of docs/model.md §4) as Pallas kernels.
+
+For one head the causal sigmoid form needs, per token ``t``, the state after it,
+``S_t = S_0 + Σ_{j<=t} x_j v_jᵀ`` (``x = φ(k) + φ(A)``), and the read
+``num_t = φ(q_t) @ σ(S_t / m_div)``.
+The XLA path materialises a chunk's ``C`` states ``[C, m, d]`` in device memory; these kernels keep
+one state tile in on-chip memory and stream the tokens through it: per token one rank-1 update,
+one sigmoid and one matrix-vector product, ``O(m·d)`` work and no ``O(C·m·d)`` traffic.
+
+:func:`causal_hebbian_read` computes ``out_t = num_t · inv_den_t``; the normaliser
+``inv_den_t = mask_t / (φ(q_t)·z_t^α + eps)`` is an ``O(T·m)`` cumulative sum and stays in XLA
+(see :mod:`astroflax.kernels.pallas.attention`), so the kernels only do the ``O(T·m·d)`` part.
+The backward pass (``jax.custom_vjp``) streams each chunk in reverse, starting from the state
+checkpointed at the chunk's end by the forward pass and recovering earlier states by subtracting
+``x_t v_tᵀ`` — ``T / C`` checkpoints, never ``T`` states.
+
+Layout inside the kernels: the state is kept transposed, ``Sᵀ [d_tile, m]``, so that token rows of
+``φ(q)`` and ``x`` (``[1, m]``) are plain row loads and only ``v`` and the outputs go through the
+chunk's ``[d_tile, C]`` transposed blocks (column ``t`` picked by a one-hot lane mask: dynamic lane
+slicing is what TPUs do worst). Two drivers share the per-chunk token loop:
+
+* ``backend="tpu"`` (Mosaic TPU): grid ``(B·H, d / d_tile, T / C)``, the chunk axis sequential
+  ("arbitrary"), the state carried across grid steps in VMEM scratch. ``C`` must be a multiple of
+  128 (the lane width of the ``[d_tile, C]`` blocks) unless one chunk covers the sequence.
+* ``backend="gpu"`` (Triton): grid ``(B·H, d / d_tile)``; each program loops over the chunks
+  itself, because GPU grid programs run concurrently and cannot hand a state on.
+
+``interpret=True`` runs either driver on CPU (the tests do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+from jax.experimental.pallas import triton as pltriton
+
+BACKENDS = ("tpu", "gpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+    """Static settings of the fused kernels (hashable: a ``custom_vjp`` non-differentiable arg).
+
+    Attributes:
+      m_div: the divisor of Eq. 11, > 0.
+      sigmoid: apply Eq. 11's sigmoid (else the identity, linear read-out).
+      chunk_size: tokens per chunk ``C`` (the causal kernels' checkpoint interval and block).
+      d_tile: value columns per program (divides ``d``). ``None``: all of ``d`` on TPU (a
+        ``[d, m]`` tile sits in VMEM); on GPU 32 when it divides ``d``, because a Triton
+        program holds its state tiles (two in the backward pass) in registers, and more tiles
+        mean more programs in flight.
+      backend: ``"tpu"`` (Mosaic TPU) or ``"gpu"`` (Triton).
+      interpret: run in the Pallas interpreter (CPU).
+    """
+
+    m_div: float
+    sigmoid: bool = True
+    chunk_size: int = 128
+    d_tile: int | None = None
+    backend: str = "tpu"
+    interpret: bool = False
+
+    def tile(self, d: int) -> int:
+        """The value-column tile for width ``d`` (checked to divide it)."""
+        tile = self.d_tile
+        if tile is None:
+            tile = 32 if self.backend == "gpu" and d > 32 and d % 32 == 0 else d
+        if d % tile:
+            raise ValueError(f"d_tile must divide the value width d={d}, got {tile}")
+        return tile
+
+
+def _compiler_params(config: KernelConfig, semantics: tuple[str, ...]):
+    # The parameter type picks the lowering: Triton on GPUs (the Mosaic GPU default wants
+    # warpgroup-level kernels), Mosaic on TPUs.
+    if config.backend == "gpu":
+        return pltriton.CompilerParams(num_warps=4, num_stages=1)
+    return pltpu.CompilerParams(dimension_semantics=semantics)
+
+
+def hebbian(S: Array, m_div: float, sigmoid: bool) -> Array:
+    """``σ(S / m_div)`` or ``S / m_div`` (Eq. 11) — the same maths as ``core.hebbian_weights``."""
+    scaled = S * (1.0 / m_div)
+    return jax.nn.sigmoid(scaled) if sigmoid else scaled
+
+
+def hebbian_slope(H: Array, m_div: float, sigmoid: bool) -> Array:
+    """``∂H/∂S`` elementwise, from ``H`` itself: ``H (1 - H) / m_div`` or ``1 / m_div``."""
+    return H * (1.0 - H) * (1.0 / m_div) if sigmoid else jnp.full_like(H, 1.0 / m_div)
+
+
+def _loop(n: int, body, init):
+    # An int32 counter whatever jax_enable_x64 says: Mosaic TPU rejects the int64 -> int32
+    # casts an int64 counter would need.
+    return jax.lax.fori_loop(jnp.int32(0), jnp.int32(n), body, init)
+
+
+def _column(block: Array, onehot: Array) -> Array:
+    # Column t of a [rows, C] block as [rows, 1], by a masked lane reduction.
+    return jnp.sum(jnp.where(onehot, block, 0.0), axis=1, keepdims=True)
+
+
+def _forward_chunk(S, row, vT, *, C, m_div, sigmoid):
+    """Token loop of one chunk: returns (state after the chunk, outputs ``[d_tile, C]``).
+
+    ``row(name, t)`` loads token ``t``'s ``[1, m]`` row of ``"q"`` / ``"x"`` or its ``[1, 1]``
+    ``"inv"``; ``vT`` is the chunk's ``[d_tile, C]`` values.
+    """
+    lanes = jax.lax.broadcasted_iota(jnp.int32, (1, C), 1)
+
+    def step(t, carry):
+        S, outT = carry
+        onehot = lanes == t
+        S = S + _column(vT, onehot) * row("x", t)  # S_t = S_{t-1} + v_t x_tᵀ (transposed)
+        num = jnp.sum(hebbian(S, m_div, sigmoid) * row("q", t), axis=1, keepdims=True)
+        outT = jnp.where(onehot, num * row("inv", t), outT)
+        return S, outT
+
+    return _loop(C, step, (S, jnp.zeros_like(vT)))
+
+
+def _backward_chunk(S, G, row, store, vT, doT, *, C, m_div, sigmoid):
+    """Reverse token loop of one chunk.
+
+    ``S`` is the state after the chunk's last token, ``G = Σ_{i>t} ∂L/∂S_i`` from later tokens
+    (both ``[d_tile, m]``). Stores per-token rows ``"dq"``, ``"dx"`` (``[1, m]``) and ``"dinv"``
+    (``[1, 1]``) through ``store``; returns ``(G, dvT [d_tile, C])``.
+    """
+    lanes = jax.lax.broadcasted_iota(jnp.int32, (1, C), 1)
+
+    def step(i, carry):
+        S, G, dvT = carry
+        t = C - 1 - i
+        onehot = lanes == t
+        v, do = _column(vT, onehot), _column(doT, onehot)
+        q, x = row("q", t), row("x", t)
+        H = hebbian(S, m_div, sigmoid)
+        dnum = do * row("inv", t)                                    # [d_tile, 1]
+        store("dq", t, jnp.sum(H * dnum, axis=0, keepdims=True))     # ∂/∂φ(q_t), this tile
+        num = jnp.sum(H * q, axis=1, keepdims=True)
+        store("dinv", t, jnp.sum(do * num, axis=0, keepdims=True))
+        G = G + dnum * q * hebbian_slope(H, m_div, sigmoid)          # + ∂L/∂S_t
+        store("dx", t, jnp.sum(G * v, axis=0, keepdims=True))        # x_t feeds S_i for i >= t
+        dvT = jnp.where(onehot, jnp.sum(G * x, axis=1, keepdims=True), dvT)
+        S = S - v * x                                                # back to S_{t-1}
+        return S, G, dvT
+
+    _, G, dvT = _loop(C, step, (S, G, jnp.zeros_like(vT)))
+    return G, dvT
+
+
+def _tpu_forward(qf, x, vT, inv, S0T, config: KernelConfig):
+    BH, T, m = qf.shape
+    d, C = vT.shape[1], config.chunk_size
+    dt, nc = config.tile(d), T // C
+    body = functools.partial(_forward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
+
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, s0_ref, outT_ref, ck_ref, S_scratch):
+        @pl.when(pl.program_id(2) == 0)
+        def _():
+            S_scratch[...] = s0_ref[...]
+
+        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
+        S, outT = body(S_scratch[...], lambda name, t: refs[name][pl.ds(t, 1), :], vT_ref[...])
+        S_scratch[...] = S
+        outT_ref[...] = outT
+        ck_ref[...] = S
+
+    rows = pl.BlockSpec((None, C, m), lambda b, j, c: (b, c, 0))
+    return pl.pallas_call(
+        kernel, grid=(BH, d // dt, nc),
+        in_specs=[rows, rows, pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, c)),
+                  pl.BlockSpec((None, C, 1), lambda b, j, c: (b, c, 0)),
+                  pl.BlockSpec((None, dt, m), lambda b, j, c: (b, j, 0))],
+        out_specs=[pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, c)),
+                   pl.BlockSpec((None, None, dt, m), lambda b, j, c: (b, c, j, 0))],
+        out_shape=[jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, nc, d, m), jnp.float32)],
+        scratch_shapes=[pltpu.VMEM((dt, m), jnp.float32)],
+        compiler_params=_compiler_params(config, ("parallel", "parallel", "arbitrary")),
+        interpret=config.interpret, name="astro_causal_fwd_tpu")(qf, x, vT, inv, S0T)
+
+
+def _gpu_forward(qf, x, vT, inv, S0T, config: KernelConfig):
+    BH, T, m = qf.shape
+    d, C = vT.shape[1], config.chunk_size
+    dt, nc = config.tile(d), T // C
+    body = functools.partial(_forward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
+
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, s0_ref, outT_ref, ck_ref):
+        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
+
+        def one_chunk(c, S):
+            start = c * C
+            S, outT = body(S, lambda name, t: refs[name][pl.ds(start + t, 1), :],
+                           vT_ref[:, pl.ds(start, C)])
+            outT_ref[:, pl.ds(start, C)] = outT
+            ck_ref[c] = S
+            return S
+
+        _loop(nc, one_chunk, s0_ref[...])
+
+    rows = pl.BlockSpec((None, T, m), lambda b, j: (b, 0, 0))
+    return pl.pallas_call(
+        kernel, grid=(BH, d // dt),
+        in_specs=[rows, rows, pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0)),
+                  pl.BlockSpec((None, T, 1), lambda b, j: (b, 0, 0)),
+                  pl.BlockSpec((None, dt, m), lambda b, j: (b, j, 0))],
+        out_specs=[pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0)),
+                   pl.BlockSpec((None, nc, dt, m), lambda b, j: (b, 0, j, 0))],
+        out_shape=[jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, nc, d, m), jnp.float32)],
+        compiler_params=_compiler_params(config, ()),
+        interpret=config.interpret, name="astro_causal_fwd_gpu")(qf, x, vT, inv, S0T)
+
+
+def _tpu_backward(qf, x, vT, inv, ckT, doT, GT, config: KernelConfig):
+    BH, T, m = qf.shape
+    d, C = vT.shape[1], config.chunk_size
+    dt, nc = config.tile(d), T // C
+    nd = d // dt
+    body = functools.partial(_backward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
+
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, ck_ref, doT_ref, g_ref,
+               dq_ref, dx_ref, dinv_ref, dvT_ref, dS0_ref, G_scratch):
+        @pl.when(pl.program_id(2) == 0)
+        def _():
+            G_scratch[...] = g_ref[...]
+
+        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
+        outs = {"dq": dq_ref, "dx": dx_ref, "dinv": dinv_ref}
+
+        def store(name, t, value):
+            outs[name][pl.ds(t, 1), :] = value
+
+        G, dvT = body(ck_ref[...], G_scratch[...], lambda name, t: refs[name][pl.ds(t, 1), :],
+                      store, vT_ref[...], doT_ref[...])
+        G_scratch[...] = G
+        dvT_ref[...] = dvT
+
+        @pl.when(pl.program_id(2) == nc - 1)
+        def _():
+            dS0_ref[...] = G
+
+    def rev(c):  # grid step c handles chunk nc - 1 - c
+        return nc - 1 - c
+
+    rows = pl.BlockSpec((None, C, m), lambda b, j, c: (b, rev(c), 0))
+    tile_cols = pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, rev(c)))
+    state = pl.BlockSpec((None, dt, m), lambda b, j, c: (b, j, 0))
+    partial_rows = pl.BlockSpec((None, None, C, m), lambda b, j, c: (j, b, rev(c), 0))
+    return pl.pallas_call(
+        kernel, grid=(BH, nd, nc),
+        in_specs=[rows, rows, tile_cols, pl.BlockSpec((None, C, 1), lambda b, j, c: (b, rev(c), 0)),
+                  pl.BlockSpec((None, None, dt, m), lambda b, j, c: (b, rev(c), j, 0)),
+                  tile_cols, state],
+        out_specs=[partial_rows, partial_rows,
+                   pl.BlockSpec((None, None, C, 1), lambda b, j, c: (j, b, rev(c), 0)),
+                   tile_cols, state],
+        out_shape=[jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
+                   jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
+                   jax.ShapeDtypeStruct((nd, BH, T, 1), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, d, m), jnp.float32)],
+        scratch_shapes=[pltpu.VMEM((dt, m), jnp.float32)],
+        compiler_params=_compiler_params(config, ("parallel", "parallel", "arbitrary")),
+        interpret=config.interpret, name="astro_causal_bwd_tpu")(qf, x, vT, inv, ckT, doT, GT)
+
+
+def _gpu_backward(qf, x, vT, inv, ckT, doT, GT, config: KernelConfig):
+    BH, T, m = qf.shape
+    d, C = vT.shape[1], config.chunk_size
+    dt, nc = config.tile(d), T // C
+    nd = d // dt
+    body = functools.partial(_backward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
+
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, ck_ref, doT_ref, g_ref,
+               dq_ref, dx_ref, dinv_ref, dvT_ref, dS0_ref):
+        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
+        outs = {"dq": dq_ref, "dx": dx_ref, "dinv": dinv_ref}
+
+        def one_chunk(i, G):
+            c = nc - 1 - i
+            start = c * C
+
+            def store(name, t, value):
+                outs[name][pl.ds(start + t, 1), :] = value
+
+            G, dvT = body(ck_ref[c], G, lambda name, t: refs[name][pl.ds(start + t, 1), :],
+                          store, vT_ref[:, pl.ds(start, C)], doT_ref[:, pl.ds(start, C)])
+            dvT_ref[:, pl.ds(start, C)] = dvT
+            return G
+
+        dS0_ref[...] = _loop(nc, one_chunk, g_ref[...])
+
+    rows = pl.BlockSpec((None, T, m), lambda b, j: (b, 0, 0))
+    tile_cols = pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0))
+    state = pl.BlockSpec((None, dt, m), lambda b, j: (b, j, 0))
+    partial_rows = pl.BlockSpec((None, None, T, m), lambda b, j: (j, b, 0, 0))
+    return pl.pallas_call(
+        kernel, grid=(BH, nd),
+        in_specs=[rows, rows, tile_cols, pl.BlockSpec((None, T, 1), lambda b, j: (b, 0, 0)),
+                  pl.BlockSpec((None, nc, dt, m), lambda b, j: (b, 0, j, 0)), tile_cols, state],
+        out_specs=[partial_rows, partial_rows,
+                   pl.BlockSpec((None, None, T, 1), lambda b, j: (j, b, 0, 0)), tile_cols, state],
+        out_shape=[jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
+                   jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
+                   jax.ShapeDtypeStruct((nd, BH, T, 1), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
+                   jax.ShapeDtypeStruct((BH, d, m), jnp.float32)],
+        compiler_params=_compiler_params(config, ()),
+        interpret=config.interpret, name="astro_causal_bwd_gpu")(qf, x, vT, inv, ckT, doT, GT)
+
+
+def _pad_tokens(a: Array, T_padded: int) -> Array:
+    # Zero tokens are inert: x = 0 and v = 0 add nothing to S, inv = 0 zeroes their outputs.
+    return jnp.pad(a, [(0, 0), (0, T_padded - a.shape[1]), (0, 0)])
+
+
+def _check(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array, config: KernelConfig) -> None:
+    BH, T, m = qf.shape
+    d = v.shape[-1]
+    if config.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {config.backend!r}")
+    if x.shape != (BH, T, m) or v.shape[:2] != (BH, T) or inv_den.shape != (BH, T, 1) or (
+            S0.shape != (BH, m, d)):
+        raise ValueError("causal_hebbian_read wants qf, x [BH, T, m], v [BH, T, d], inv_den "
+                         f"[BH, T, 1], S0 [BH, m, d]; got {qf.shape}, {x.shape}, {v.shape}, "
+                         f"{inv_den.shape}, {S0.shape}")
+    config.tile(d)
+    C = config.chunk_size
+    if config.backend == "tpu" and not config.interpret and C % 128 and C < T:
+        raise ValueError(f"chunk_size must be a multiple of 128 on TPU (the lane width of the "
+                         f"[d_tile, C] value blocks) or cover the sequence; got {C} for T={T}")
+
+
+def _forward(qf, x, v, inv_den, S0, config):
+    T = qf.shape[1]
+    Tp = -(-T // config.chunk_size) * config.chunk_size
+    qf, x, v, inv_den = (_pad_tokens(a.astype(jnp.float32), Tp) for a in (qf, x, v, inv_den))
+    vT = jnp.swapaxes(v, 1, 2)
+    S0T = jnp.swapaxes(S0.astype(jnp.float32), 1, 2)
+    run = _tpu_forward if config.backend == "tpu" else _gpu_forward
+    outT, ckT = run(qf, x, vT, inv_den, S0T, config)
+    out = jnp.swapaxes(outT, 1, 2)[:, :T]
+    S_last = jnp.swapaxes(ckT[:, -1], 1, 2)
+    return (out, S_last), (qf, x, vT, inv_den, ckT)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def causal_hebbian_read(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array,
+                        config: KernelConfig) -> tuple[Array, Array]:
+    """``out_t = (φ(q_t) @ H(S_t)) · inv_den_t`` with ``S_t = S0 + Σ_{j<=t} x_j v_jᵀ``, fused.
+
+    Args:
+      qf: ``[BH, T, m]`` query rates ``φ(q)`` (float32).
+      x: ``[BH, T, m]`` presynaptic rates ``φ(k) + φ(A)``, zero at padding tokens.
+      v: ``[BH, T, d]`` values, zero at padding tokens.
+      inv_den: ``[BH, T, 1]`` ``mask / (calcium + eps)``: the normaliser of Eq. 16, 0 for padding
+        queries (which zeroes their rows and gradients).
+      S0: ``[BH, m, d]`` state of earlier tokens.
+      config: static kernel settings.
+
+    Returns:
+      ``(out [BH, T, d], S_T [BH, m, d])``, float32; differentiable in every array argument.
+    """
+    _check(qf, x, v, inv_den, S0, config)
+    return _forward(qf, x, v, inv_den, S0, config)[0]
+
+
+def _fwd_rule(qf, x, v, inv_den, S0, config):
+    _check(qf, x, v, inv_den, S0, config)
+    return _forward(qf, x, v, inv_den, S0, config)
+
+
+def _bwd_rule(config, residuals, cotangents):
+    qf, x, vT, inv_den, ckT = residuals
+    dout, dS_last = cotangents
+    Tp = qf.shape[1]
+    T = dout.shape[1]
+    doT = jnp.swapaxes(_pad_tokens(dout.astype(jnp.float32), Tp), 1, 2)
+    GT = jnp.swapaxes(dS_last.astype(jnp.float32), 1, 2)  # the returned state's cotangent
+    run = _tpu_backward if config.backend == "tpu" else _gpu_backward
+    dq, dx, dinv, dvT, dS0T = run(qf, x, vT, inv_den, ckT, doT, GT, config)
+    # Per-d-tile partial sums of the m-wide (and scalar) gradients add up here.
+    return (dq.sum(0)[:, :T], dx.sum(0)[:, :T], jnp.swapaxes(dvT, 1, 2)[:, :T],
+            dinv.sum(0)[:, :T], jnp.swapaxes(dS0T, 1, 2))
+
+
+causal_hebbian_read.defvjp(_fwd_rule, _bwd_rule)
