@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from astroflax.kernels import AstroState, astro_attention
+from astroflax.kernels import AstroState, astro_attention, draw_random_projection
 from astroflax.kernels.astro.core import ReadParams
 from astroflax.kernels.astro.naive import naive_astro_attention
 from astroflax.kernels.pallas.attention import pallas_astro_attention
@@ -82,26 +82,47 @@ def test_pallas_matches_naive_outputs_and_gradients(T, causal, chunk_size, d_til
         assert np.all(np.asarray(grads[1])[padded] == 0) and np.all(np.asarray(out)[padded] == 0)
 
 
-@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
-def test_pallas_resume_and_state_gradients_match_xla(causal):
+@pytest.mark.parametrize("causal, layout, random_features",
+                         [(True, "BTHD", False), (False, "BHTD", True)],
+                         ids=["causal", "noncausal-BHTD-random-features"])
+def test_pallas_resume_and_state_gradients_match_xla(causal, layout, random_features):
     # Split-and-resume through the public API: the second half starts from the XLA path's
-    # state; outputs, returned state and gradients w.r.t. the initial state agree with XLA.
-    T, C = 40, 16
+    # state; outputs, returned state and gradients w.r.t. the initial state agree with XLA,
+    # in either layout and with per-head random features (Kozachkov's hidden neurons).
+    T, C, split = 40, 16, 24
     q, k, v, pos, mask = _inputs(T, "right")
-    first = astro_attention(q[:, :24], k[:, :24], v[:, :24], causal=causal, pos_keys=pos,
-                            mask=mask[:, :24], return_state=True)[1]
+    time_axis = 1
+    if layout == "BHTD":
+        q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
+        pos, time_axis = jnp.swapaxes(pos, 0, 1), 2
+    features = {}
+    if random_features:
+        keys = jax.random.split(jax.random.key(2), H)
+        features = {"feature_map": "random_features", "projection": jnp.stack(
+            [draw_random_projection(kk, M, M) for kk in keys])}  # [H, m, n]
+
+    def part(a, lo, hi, axis=time_axis):
+        return jax.lax.slice_in_dim(a, lo, hi, axis=axis)
+
+    def pos_part(lo, hi):
+        return part(pos, lo, hi, time_axis - 1)
+
+    first = astro_attention(part(q, 0, split), part(k, 0, split), part(v, 0, split),
+                            causal=causal, pos_keys=pos_part(0, split), mask=mask[:, :split],
+                            return_state=True, layout=layout, **features)[1]
 
     def run(implementation, S0, q):
         out, state = astro_attention(
-            q, k[:, 24:], v[:, 24:], causal=causal, pos_keys=pos[24:], mask=mask[:, 24:],
-            initial_state=AstroState(S=S0, z=first.z), return_state=True, chunk_size=C,
-            implementation=implementation, interpret=implementation == "pallas")
+            q, part(k, split, T), part(v, split, T), causal=causal, pos_keys=pos_part(split, T),
+            mask=mask[:, split:], initial_state=AstroState(S=S0, z=first.z), return_state=True,
+            chunk_size=C, layout=layout, implementation=implementation,
+            interpret=implementation == "pallas", **features)
         return jnp.sum(jnp.tanh(out)) + 1e-3 * jnp.sum(state.S ** 2), (out, state)
 
     grad = jax.jit(jax.value_and_grad(run, argnums=(1, 2), has_aux=True), static_argnums=0,
                    compiler_options=FAST_COMPILE)
-    (_, (out, state)), (dS0, dq) = grad("pallas", first.S, q[:, 24:])
-    (_, (want, want_state)), (want_dS0, want_dq) = grad("xla", first.S, q[:, 24:])
+    (_, (out, state)), (dS0, dq) = grad("pallas", first.S, part(q, split, T))
+    (_, (want, want_state)), (want_dS0, want_dq) = grad("xla", first.S, part(q, split, T))
     assert_close(out, want, rtol=OUT_RTOL, name="out")
     assert_close(state.S, want_state.S, rtol=OUT_RTOL, name="S")
     assert_close(state.z, want_state.z, rtol=OUT_RTOL, name="z")
