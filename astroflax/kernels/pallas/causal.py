@@ -10,22 +10,22 @@ one sigmoid and one matrix-vector product, ``O(m·d)`` work and no ``O(C·m·d)`
 :func:`causal_hebbian_read` computes ``out_t = num_t · inv_den_t``; the normaliser
 ``inv_den_t = mask_t / (φ(q_t)·z_t^α + eps)`` is an ``O(T·m)`` cumulative sum and stays in XLA
 (see :mod:`astroflax.kernels.pallas.attention`), so the kernels only do the ``O(T·m·d)`` part.
-The backward pass (``jax.custom_vjp``) streams each chunk in reverse, starting from the state
-checkpointed at the chunk's end by the forward pass and recovering earlier states by subtracting
-``x_t v_tᵀ`` — ``T / C`` checkpoints, never ``T`` states.
+The write is linear, so each chunk's start state is a prefix sum of per-chunk matmuls
+``Σ_{t∈chunk} x_t v_tᵀ`` (XLA, ``T / C`` states kept as checkpoints), and then every chunk runs its
+token loop independently: the grid ``(B·H, d / d_tile, T / C)`` is parallel in every dimension
+(GPU thread blocks, both TPU TensorCores of a megacore chip). The backward pass
+(``jax.custom_vjp``) runs each chunk in reverse from its checkpointed end state, recovering
+earlier states by subtracting ``x_t v_tᵀ``, blind to later chunks; what later chunks' gradients
+add (``∂x_t = G_in v_t``, ``∂v_t = G_inᵀ x_t`` with ``G_in`` a reverse prefix sum of per-chunk
+``Σ ∂L/∂S``) is again one matmul per chunk in XLA. Never ``T`` states.
 
 Layout inside the kernels: the state is kept transposed, ``Sᵀ [d_tile, m]``, so that token rows of
 ``φ(q)`` and ``x`` (``[1, m]``) are plain row loads and only ``v`` and the outputs go through the
 chunk's ``[d_tile, C]`` transposed blocks (column ``t`` picked by a one-hot lane mask: dynamic lane
-slicing is what TPUs do worst). Two drivers share the per-chunk token loop:
-
-* ``backend="tpu"`` (Mosaic TPU): grid ``(B·H, d / d_tile, T / C)``, the chunk axis sequential
-  ("arbitrary"), the state carried across grid steps in VMEM scratch. ``C`` must be a multiple of
-  128 (the lane width of the ``[d_tile, C]`` blocks) unless one chunk covers the sequence.
-* ``backend="gpu"`` (Triton): grid ``(B·H, d / d_tile)``; each program loops over the chunks
-  itself, because GPU grid programs run concurrently and cannot hand a state on.
-
-``interpret=True`` runs either driver on CPU (the tests do).
+slicing is what TPUs do worst). The same kernels serve both backends; only the compiler
+parameters differ: ``backend="tpu"`` (Mosaic TPU; ``C`` a multiple of 128, the lane width of the
+``[d_tile, C]`` blocks, unless one chunk covers the sequence) or ``backend="gpu"`` (Triton; the
+Mosaic GPU default of this jax wants warpgroup-level kernels). ``interpret=True`` runs them on CPU.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
 BACKENDS = ("tpu", "gpu")
+HIGHEST = jax.lax.Precision.HIGHEST  # float32 matmuls stay float32 (no TF32 / bf16 passes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,167 +156,81 @@ def _backward_chunk(S, G, row, store, vT, doT, *, C, m_div, sigmoid):
     return G, dvT
 
 
-def _tpu_forward(qf, x, vT, inv, S0T, config: KernelConfig):
+def _specs(C: int, m: int, dt: int):
+    # Block specs over the grid (head b, value tile j, chunk c): every program is independent.
+    return {
+        "rows": pl.BlockSpec((None, C, m), lambda b, j, c: (b, c, 0)),
+        "scalar_rows": pl.BlockSpec((None, C, 1), lambda b, j, c: (b, c, 0)),
+        "tile_cols": pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, c)),
+        "chunk_state": pl.BlockSpec((None, None, dt, m), lambda b, j, c: (b, c, j, 0)),
+        "partial_rows": pl.BlockSpec((None, None, C, m), lambda b, j, c: (j, b, c, 0)),
+        "partial_scalars": pl.BlockSpec((None, None, C, 1), lambda b, j, c: (j, b, c, 0)),
+    }
+
+
+def _forward_call(qf, x, vT, inv, startT, config: KernelConfig):
+    """Outputs ``outᵀ [BH, d, T]`` of every chunk, each from its start state ``[BH, nc, d, m]``."""
     BH, T, m = qf.shape
     d, C = vT.shape[1], config.chunk_size
     dt, nc = config.tile(d), T // C
     body = functools.partial(_forward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
 
-    def kernel(q_ref, x_ref, vT_ref, inv_ref, s0_ref, outT_ref, ck_ref, S_scratch):
-        @pl.when(pl.program_id(2) == 0)
-        def _():
-            S_scratch[...] = s0_ref[...]
-
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, start_ref, outT_ref):
         refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
-        S, outT = body(S_scratch[...], lambda name, t: refs[name][pl.ds(t, 1), :], vT_ref[...])
-        S_scratch[...] = S
-        outT_ref[...] = outT
-        ck_ref[...] = S
+        _, outT_ref[...] = body(start_ref[...], lambda name, t: refs[name][pl.ds(t, 1), :],
+                                vT_ref[...])
 
-    rows = pl.BlockSpec((None, C, m), lambda b, j, c: (b, c, 0))
+    spec = _specs(C, m, dt)
     return pl.pallas_call(
         kernel, grid=(BH, d // dt, nc),
-        in_specs=[rows, rows, pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, c)),
-                  pl.BlockSpec((None, C, 1), lambda b, j, c: (b, c, 0)),
-                  pl.BlockSpec((None, dt, m), lambda b, j, c: (b, j, 0))],
-        out_specs=[pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, c)),
-                   pl.BlockSpec((None, None, dt, m), lambda b, j, c: (b, c, j, 0))],
-        out_shape=[jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
-                   jax.ShapeDtypeStruct((BH, nc, d, m), jnp.float32)],
-        scratch_shapes=[pltpu.VMEM((dt, m), jnp.float32)],
-        compiler_params=_compiler_params(config, ("parallel", "parallel", "arbitrary")),
-        interpret=config.interpret, name="astro_causal_fwd_tpu")(qf, x, vT, inv, S0T)
+        in_specs=[spec["rows"], spec["rows"], spec["tile_cols"], spec["scalar_rows"],
+                  spec["chunk_state"]],
+        out_specs=spec["tile_cols"],
+        out_shape=jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
+        compiler_params=_compiler_params(config, ("parallel",) * 3),
+        interpret=config.interpret, name=f"astro_causal_fwd_{config.backend}",
+    )(qf, x, vT, inv, startT)
 
 
-def _gpu_forward(qf, x, vT, inv, S0T, config: KernelConfig):
-    BH, T, m = qf.shape
-    d, C = vT.shape[1], config.chunk_size
-    dt, nc = config.tile(d), T // C
-    body = functools.partial(_forward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
+def _backward_call(qf, x, vT, inv, endT, doT, config: KernelConfig):
+    """Each chunk's reverse pass from its end state, blind to the gradient of later chunks.
 
-    def kernel(q_ref, x_ref, vT_ref, inv_ref, s0_ref, outT_ref, ck_ref):
-        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
-
-        def one_chunk(c, S):
-            start = c * C
-            S, outT = body(S, lambda name, t: refs[name][pl.ds(start + t, 1), :],
-                           vT_ref[:, pl.ds(start, C)])
-            outT_ref[:, pl.ds(start, C)] = outT
-            ck_ref[c] = S
-            return S
-
-        _loop(nc, one_chunk, s0_ref[...])
-
-    rows = pl.BlockSpec((None, T, m), lambda b, j: (b, 0, 0))
-    return pl.pallas_call(
-        kernel, grid=(BH, d // dt),
-        in_specs=[rows, rows, pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0)),
-                  pl.BlockSpec((None, T, 1), lambda b, j: (b, 0, 0)),
-                  pl.BlockSpec((None, dt, m), lambda b, j: (b, j, 0))],
-        out_specs=[pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0)),
-                   pl.BlockSpec((None, nc, dt, m), lambda b, j: (b, 0, j, 0))],
-        out_shape=[jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
-                   jax.ShapeDtypeStruct((BH, nc, d, m), jnp.float32)],
-        compiler_params=_compiler_params(config, ()),
-        interpret=config.interpret, name="astro_causal_fwd_gpu")(qf, x, vT, inv, S0T)
-
-
-def _tpu_backward(qf, x, vT, inv, ckT, doT, GT, config: KernelConfig):
+    Returns per-d-tile partial ``∂φ(q)``, ``∂x``, ``∂inv_den`` ``[nd, BH, T, ·]``, ``∂vᵀ
+    [BH, d, T]`` and the chunk's ``Σ_t ∂L/∂S_t`` ``[BH, nc, d, m]`` (transposed).
+    """
     BH, T, m = qf.shape
     d, C = vT.shape[1], config.chunk_size
     dt, nc = config.tile(d), T // C
     nd = d // dt
     body = functools.partial(_backward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
 
-    def kernel(q_ref, x_ref, vT_ref, inv_ref, ck_ref, doT_ref, g_ref,
-               dq_ref, dx_ref, dinv_ref, dvT_ref, dS0_ref, G_scratch):
-        @pl.when(pl.program_id(2) == 0)
-        def _():
-            G_scratch[...] = g_ref[...]
-
+    def kernel(q_ref, x_ref, vT_ref, inv_ref, end_ref, doT_ref,
+               dq_ref, dx_ref, dinv_ref, dvT_ref, gsum_ref):
         refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
         outs = {"dq": dq_ref, "dx": dx_ref, "dinv": dinv_ref}
 
         def store(name, t, value):
             outs[name][pl.ds(t, 1), :] = value
 
-        G, dvT = body(ck_ref[...], G_scratch[...], lambda name, t: refs[name][pl.ds(t, 1), :],
-                      store, vT_ref[...], doT_ref[...])
-        G_scratch[...] = G
-        dvT_ref[...] = dvT
+        gsum_ref[...], dvT_ref[...] = body(
+            end_ref[...], jnp.zeros(end_ref.shape, jnp.float32),
+            lambda name, t: refs[name][pl.ds(t, 1), :], store, vT_ref[...], doT_ref[...])
 
-        @pl.when(pl.program_id(2) == nc - 1)
-        def _():
-            dS0_ref[...] = G
-
-    def rev(c):  # grid step c handles chunk nc - 1 - c
-        return nc - 1 - c
-
-    rows = pl.BlockSpec((None, C, m), lambda b, j, c: (b, rev(c), 0))
-    tile_cols = pl.BlockSpec((None, dt, C), lambda b, j, c: (b, j, rev(c)))
-    state = pl.BlockSpec((None, dt, m), lambda b, j, c: (b, j, 0))
-    partial_rows = pl.BlockSpec((None, None, C, m), lambda b, j, c: (j, b, rev(c), 0))
+    spec = _specs(C, m, dt)
     return pl.pallas_call(
         kernel, grid=(BH, nd, nc),
-        in_specs=[rows, rows, tile_cols, pl.BlockSpec((None, C, 1), lambda b, j, c: (b, rev(c), 0)),
-                  pl.BlockSpec((None, None, dt, m), lambda b, j, c: (b, rev(c), j, 0)),
-                  tile_cols, state],
-        out_specs=[partial_rows, partial_rows,
-                   pl.BlockSpec((None, None, C, 1), lambda b, j, c: (j, b, rev(c), 0)),
-                   tile_cols, state],
+        in_specs=[spec["rows"], spec["rows"], spec["tile_cols"], spec["scalar_rows"],
+                  spec["chunk_state"], spec["tile_cols"]],
+        out_specs=[spec["partial_rows"], spec["partial_rows"], spec["partial_scalars"],
+                   spec["tile_cols"], spec["chunk_state"]],
         out_shape=[jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
                    jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
                    jax.ShapeDtypeStruct((nd, BH, T, 1), jnp.float32),
                    jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
-                   jax.ShapeDtypeStruct((BH, d, m), jnp.float32)],
-        scratch_shapes=[pltpu.VMEM((dt, m), jnp.float32)],
-        compiler_params=_compiler_params(config, ("parallel", "parallel", "arbitrary")),
-        interpret=config.interpret, name="astro_causal_bwd_tpu")(qf, x, vT, inv, ckT, doT, GT)
-
-
-def _gpu_backward(qf, x, vT, inv, ckT, doT, GT, config: KernelConfig):
-    BH, T, m = qf.shape
-    d, C = vT.shape[1], config.chunk_size
-    dt, nc = config.tile(d), T // C
-    nd = d // dt
-    body = functools.partial(_backward_chunk, C=C, m_div=config.m_div, sigmoid=config.sigmoid)
-
-    def kernel(q_ref, x_ref, vT_ref, inv_ref, ck_ref, doT_ref, g_ref,
-               dq_ref, dx_ref, dinv_ref, dvT_ref, dS0_ref):
-        refs = {"q": q_ref, "x": x_ref, "inv": inv_ref}
-        outs = {"dq": dq_ref, "dx": dx_ref, "dinv": dinv_ref}
-
-        def one_chunk(i, G):
-            c = nc - 1 - i
-            start = c * C
-
-            def store(name, t, value):
-                outs[name][pl.ds(start + t, 1), :] = value
-
-            G, dvT = body(ck_ref[c], G, lambda name, t: refs[name][pl.ds(start + t, 1), :],
-                          store, vT_ref[:, pl.ds(start, C)], doT_ref[:, pl.ds(start, C)])
-            dvT_ref[:, pl.ds(start, C)] = dvT
-            return G
-
-        dS0_ref[...] = _loop(nc, one_chunk, g_ref[...])
-
-    rows = pl.BlockSpec((None, T, m), lambda b, j: (b, 0, 0))
-    tile_cols = pl.BlockSpec((None, dt, T), lambda b, j: (b, j, 0))
-    state = pl.BlockSpec((None, dt, m), lambda b, j: (b, j, 0))
-    partial_rows = pl.BlockSpec((None, None, T, m), lambda b, j: (j, b, 0, 0))
-    return pl.pallas_call(
-        kernel, grid=(BH, nd),
-        in_specs=[rows, rows, tile_cols, pl.BlockSpec((None, T, 1), lambda b, j: (b, 0, 0)),
-                  pl.BlockSpec((None, nc, dt, m), lambda b, j: (b, 0, j, 0)), tile_cols, state],
-        out_specs=[partial_rows, partial_rows,
-                   pl.BlockSpec((None, None, T, 1), lambda b, j: (j, b, 0, 0)), tile_cols, state],
-        out_shape=[jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
-                   jax.ShapeDtypeStruct((nd, BH, T, m), jnp.float32),
-                   jax.ShapeDtypeStruct((nd, BH, T, 1), jnp.float32),
-                   jax.ShapeDtypeStruct((BH, d, T), jnp.float32),
-                   jax.ShapeDtypeStruct((BH, d, m), jnp.float32)],
-        compiler_params=_compiler_params(config, ()),
-        interpret=config.interpret, name="astro_causal_bwd_gpu")(qf, x, vT, inv, ckT, doT, GT)
+                   jax.ShapeDtypeStruct((BH, nc, d, m), jnp.float32)],
+        compiler_params=_compiler_params(config, ("parallel",) * 3),
+        interpret=config.interpret, name=f"astro_causal_bwd_{config.backend}",
+    )(qf, x, vT, inv, endT, doT)
 
 
 def _pad_tokens(a: Array, T_padded: int) -> Array:
@@ -340,17 +255,24 @@ def _check(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array, config: Ker
                          f"[d_tile, C] value blocks) or cover the sequence; got {C} for T={T}")
 
 
+def _chunks(a: Array, C: int) -> Array:
+    # [BH, T, w] -> [BH, T / C, C, w]
+    return a.reshape(a.shape[0], a.shape[1] // C, C, a.shape[2])
+
+
 def _forward(qf, x, v, inv_den, S0, config):
-    T = qf.shape[1]
-    Tp = -(-T // config.chunk_size) * config.chunk_size
+    T, C = qf.shape[1], config.chunk_size
+    Tp = -(-T // C) * C
     qf, x, v, inv_den = (_pad_tokens(a.astype(jnp.float32), Tp) for a in (qf, x, v, inv_den))
+    # The write is linear, so every chunk's start state is a prefix sum of per-chunk matmuls
+    # (T/C states of [m, d], as checkpoints) and then all chunks run their token loops at once.
+    sums = jnp.einsum("bncm,bncd->bnmd", _chunks(x, C), _chunks(v, C), precision=HIGHEST)
+    inclusive = S0.astype(jnp.float32)[:, None] + jnp.cumsum(sums, axis=1)
+    starts = jnp.concatenate([S0.astype(jnp.float32)[:, None], inclusive[:, :-1]], axis=1)
     vT = jnp.swapaxes(v, 1, 2)
-    S0T = jnp.swapaxes(S0.astype(jnp.float32), 1, 2)
-    run = _tpu_forward if config.backend == "tpu" else _gpu_forward
-    outT, ckT = run(qf, x, vT, inv_den, S0T, config)
+    outT = _forward_call(qf, x, vT, inv_den, jnp.swapaxes(starts, 2, 3), config)
     out = jnp.swapaxes(outT, 1, 2)[:, :T]
-    S_last = jnp.swapaxes(ckT[:, -1], 1, 2)
-    return (out, S_last), (qf, x, vT, inv_den, ckT)
+    return (out, inclusive[:, -1]), (qf, x, vT, inv_den, jnp.swapaxes(inclusive, 2, 3))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -380,17 +302,27 @@ def _fwd_rule(qf, x, v, inv_den, S0, config):
 
 
 def _bwd_rule(config, residuals, cotangents):
-    qf, x, vT, inv_den, ckT = residuals
+    qf, x, vT, inv_den, endT = residuals
     dout, dS_last = cotangents
-    Tp = qf.shape[1]
+    Tp, C = qf.shape[1], config.chunk_size
     T = dout.shape[1]
     doT = jnp.swapaxes(_pad_tokens(dout.astype(jnp.float32), Tp), 1, 2)
-    GT = jnp.swapaxes(dS_last.astype(jnp.float32), 1, 2)  # the returned state's cotangent
-    run = _tpu_backward if config.backend == "tpu" else _gpu_backward
-    dq, dx, dinv, dvT, dS0T = run(qf, x, vT, inv_den, ckT, doT, GT, config)
+    dq, dx, dinv, dvT, gsumT = _backward_call(qf, x, vT, inv_den, endT, doT, config)
+    # Each chunk's tokens also feed every later state: ∂L/∂S of the later chunks, plus the
+    # returned state's cotangent, reaches chunk c as G_in[c]; its share of ∂x_t = G_in v_t
+    # and ∂v_t = G_inᵀ x_t is a matmul per chunk.
+    gsum = jnp.swapaxes(gsumT, 2, 3)                                       # [BH, nc, m, d]
+    later = jnp.flip(jnp.cumsum(jnp.flip(gsum, 1), axis=1), 1)             # Σ_{c' >= c}
+    g_in = dS_last.astype(jnp.float32)[:, None] + jnp.concatenate(
+        [later[:, 1:], jnp.zeros_like(later[:, :1])], axis=1)              # Σ_{c' > c}
+    v = jnp.swapaxes(vT, 1, 2)
+    dx_in = jnp.einsum("bncd,bnmd->bncm", _chunks(v, C), g_in, precision=HIGHEST)
+    dv_in = jnp.einsum("bncm,bnmd->bncd", _chunks(x, C), g_in, precision=HIGHEST)
     # Per-d-tile partial sums of the m-wide (and scalar) gradients add up here.
-    return (dq.sum(0)[:, :T], dx.sum(0)[:, :T], jnp.swapaxes(dvT, 1, 2)[:, :T],
-            dinv.sum(0)[:, :T], jnp.swapaxes(dS0T, 1, 2))
+    dx = dx.sum(0) + dx_in.reshape(dx.shape[1:])
+    dv = jnp.swapaxes(dvT, 1, 2) + dv_in.reshape(v.shape)
+    dS0 = g_in[:, 0] + gsum[:, 0]
+    return dq.sum(0)[:, :T], dx[:, :T], dv[:, :T], dinv.sum(0)[:, :T], dS0
 
 
 causal_hebbian_read.defvjp(_fwd_rule, _bwd_rule)

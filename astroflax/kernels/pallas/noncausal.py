@@ -9,9 +9,10 @@ reduction kernel for ``∂L/∂H = φ(q)ᵀ (dout · inv_den)`` and one row-bloc
 per-token gradients. Every matmul is a plain ``[a, b] @ [b, c]`` (transposed operands are passed
 in), the form every Pallas backend lowers.
 
-Drivers as in :mod:`astroflax.kernels.pallas.causal`: ``backend="tpu"`` reduces over token blocks
+The two reductions over tokens differ by backend: ``backend="tpu"`` accumulates token blocks
 along a sequential grid axis into a resident output block; ``backend="gpu"`` (Triton) loops over
-the token blocks inside one program per head, since GPU grid programs run concurrently.
+the token blocks inside one program per head, since GPU grid programs run concurrently and
+cannot share an accumulator. The row-block kernels are the same for both.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jax.experimental import pallas as pl
 
 from astroflax.kernels.pallas.causal import (
     BACKENDS,
+    HIGHEST,
     KernelConfig,
     _compiler_params,
     _loop,
@@ -32,6 +34,11 @@ from astroflax.kernels.pallas.causal import (
     hebbian,
     hebbian_slope,
 )
+
+
+def _dot(a: Array, b: Array) -> Array:
+    # float32 in, float32 sums out, and no TF32 / bf16 passes on the way.
+    return jnp.dot(a, b, preferred_element_type=jnp.float32, precision=HIGHEST)
 
 
 def _gram(aT: Array, b: Array, scale: Array, init: Array, config: KernelConfig) -> Array:
@@ -50,8 +57,7 @@ def _gram(aT: Array, b: Array, scale: Array, init: Array, config: KernelConfig) 
             def _():
                 out_ref[...] = init_ref[...]
 
-            out_ref[...] += jnp.dot(a_ref[...], b_ref[...] * s_ref[...],
-                                    preferred_element_type=jnp.float32)
+            out_ref[...] += _dot(a_ref[...], b_ref[...] * s_ref[...])
 
         return pl.pallas_call(
             kernel, grid=(BH, nt),
@@ -67,8 +73,7 @@ def _gram(aT: Array, b: Array, scale: Array, init: Array, config: KernelConfig) 
     def kernel(a_ref, b_ref, s_ref, init_ref, out_ref):
         def block(t, acc):
             rows = pl.ds(t * C, C)
-            return acc + jnp.dot(a_ref[:, rows], b_ref[rows, :] * s_ref[rows, :],
-                                 preferred_element_type=jnp.float32)
+            return acc + _dot(a_ref[:, rows], b_ref[rows, :] * s_ref[rows, :])
 
         out_ref[...] = _loop(nt, block, init_ref[...])
 
@@ -114,7 +119,7 @@ def _read(qf: Array, inv: Array, S: Array, config: KernelConfig) -> Array:
 
     def kernel(q_ref, inv_ref, s_ref, out_ref):
         H = hebbian(s_ref[...], config.m_div, config.sigmoid)
-        out_ref[...] = jnp.dot(q_ref[...], H, preferred_element_type=jnp.float32) * inv_ref[...]
+        out_ref[...] = _dot(q_ref[...], H) * inv_ref[...]
 
     (out,) = _row_blocks(kernel, (qf, inv), (m, 1), (S,), (d,), config,
                          f"astro_read_{config.backend}")
@@ -129,11 +134,11 @@ def _read_backward(qf, x, v, dout, inv, H, HT, dS, dST, config: KernelConfig):
     def kernel(q_ref, x_ref, v_ref, do_ref, inv_ref, h_ref, hT_ref, ds_ref, dsT_ref,
                dq_ref, dinv_ref, dx_ref, dv_ref):
         do = do_ref[...]
-        dq_ref[...] = jnp.dot(do * inv_ref[...], hT_ref[...], preferred_element_type=jnp.float32)
-        num = jnp.dot(q_ref[...], h_ref[...], preferred_element_type=jnp.float32)
+        dq_ref[...] = _dot(do * inv_ref[...], hT_ref[...])
+        num = _dot(q_ref[...], h_ref[...])
         dinv_ref[...] = jnp.sum(do * num, axis=1, keepdims=True)
-        dx_ref[...] = jnp.dot(v_ref[...], dsT_ref[...], preferred_element_type=jnp.float32)
-        dv_ref[...] = jnp.dot(x_ref[...], ds_ref[...], preferred_element_type=jnp.float32)
+        dx_ref[...] = _dot(v_ref[...], dsT_ref[...])
+        dv_ref[...] = _dot(x_ref[...], ds_ref[...])
 
     return _row_blocks(kernel, (qf, x, v, dout, inv), (m, m, d, d, 1), (H, HT, dS, dST),
                        (m, 1, m, d), config, f"astro_read_bwd_{config.backend}")
