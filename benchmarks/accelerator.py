@@ -131,9 +131,15 @@ def attention_rows(lengths, heads: int, width: int, dtype, interpret: bool, repe
 
 
 def _use_kernel(model: nnx.Module, implementation: str, interpret: bool) -> None:
-    # Every astromorphic attention module of the model calls the chosen implementation.
-    kernel = functools.partial(astro_attention, implementation=implementation,
+    # Every astromorphic attention module of the model calls the chosen implementation; the
+    # compiled Pallas path runs with CHUNK-token chunks (TPU blocks need 128 lanes), whatever
+    # chunk the preset gives its XLA chunk mode.
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        if implementation == "pallas" and not interpret:
+            kwargs["chunk_size"] = CHUNK
+        return astro_attention(*args, **kwargs, implementation=implementation,
                                interpret=interpret)
+
     for _, module in nnx.iter_modules(model):
         if isinstance(module, AstroAttention):
             module.kernel = kernel
@@ -144,7 +150,7 @@ def training_rows(presets, interpret: bool, repeats: int) -> list[dict]:
     import optax
 
     from astroflax.models import create_model, model_kwargs
-    from astroflax.train.steps import train_step
+    from astroflax.train.steps import TrainState, make_train_step
 
     rows = []
     for preset in presets:
@@ -153,8 +159,8 @@ def training_rows(presets, interpret: bool, repeats: int) -> list[dict]:
         for implementation in ("xla", "pallas"):
             model = create_model(preset, rngs=nnx.Rngs(params=0, dropout=1))
             _use_kernel(model, implementation, interpret and implementation == "pallas")
-            optimizer = nnx.Optimizer(model, optax.adamw(1e-4), wrt=nnx.Param)
-            graphdef, state = nnx.split((model, optimizer))
+            graphdef, state = nnx.split(
+                TrainState(model, nnx.Optimizer(model, optax.adamw(1e-4), wrt=nnx.Param)))
             rng = np.random.default_rng(0)
             kw = model_kwargs(preset)[1]
             if lm:
@@ -166,14 +172,12 @@ def training_rows(presets, interpret: bool, repeats: int) -> list[dict]:
                 batch = {"inputs": jnp.asarray(rng.normal(size=(batch_size, size, size, channels)),
                                                jnp.float32),
                          "label": jnp.asarray(rng.integers(0, 10, batch_size))}
-            task = "lm" if lm else "classify"
+            step = make_train_step(graphdef, task="lm" if lm else "classification")
 
-            def step(state, batch=batch, graphdef=graphdef, task=task):
-                return train_step(graphdef, state, batch, task=task)[1]["loss"]
-
-            # train_step donates its state: each call gets a fresh copy.
-            def timed(state):
-                return step(jax.tree.map(jnp.copy, state))
+            # The step donates its state: each call gets a fresh copy (a copy of the
+            # parameters and moments, included in the time).
+            def timed(state, step=step, batch=batch):
+                return step(jax.tree.map(jnp.copy, state), batch)[1]["loss"]
 
             row = {"preset": preset, "batch": batch_size, "implementation": implementation}
             try:
