@@ -10,8 +10,8 @@ per-token gradients. Every matmul is a plain ``[a, b] @ [b, c]`` (transposed ope
 in), the form every Pallas backend lowers.
 
 The two reductions over tokens differ by backend: ``backend="tpu"`` accumulates token blocks
-along a sequential grid axis into a resident output block; ``backend="gpu"`` (Triton) loops over
-the token blocks inside one program per head, since GPU grid programs run concurrently and
+along a sequential grid axis into a resident output block; ``backend="gpu"`` (Triton) writes one
+partial product per token block and XLA adds them, since GPU grid programs run concurrently and
 cannot share an accumulator. The row-block kernels are the same for both.
 """
 
@@ -29,7 +29,6 @@ from astroflax.kernels.pallas.causal import (
     HIGHEST,
     KernelConfig,
     _compiler_params,
-    _loop,
     _pad_tokens,
     hebbian,
     hebbian_slope,
@@ -70,23 +69,21 @@ def _gram(aT: Array, b: Array, scale: Array, init: Array, config: KernelConfig) 
             compiler_params=_compiler_params(config, ("parallel", "arbitrary")),
             interpret=config.interpret, name="astro_gram_tpu")(aT, b, scale, init)
 
-    def kernel(a_ref, b_ref, s_ref, init_ref, out_ref):
-        def block(t, acc):
-            rows = pl.ds(t * C, C)
-            return acc + _dot(a_ref[:, rows], b_ref[rows, :] * s_ref[rows, :])
+    # GPU: one program per (head, token block), each writing its block's partial product;
+    # the partials add up in XLA (grid programs run concurrently: no shared accumulator).
+    def kernel(a_ref, b_ref, s_ref, out_ref):
+        out_ref[...] = _dot(a_ref[...], b_ref[...] * s_ref[...])
 
-        out_ref[...] = _loop(nt, block, init_ref[...])
-
-    return pl.pallas_call(
-        kernel, grid=(BH,),
-        in_specs=[pl.BlockSpec((None, p, T), lambda h: (h, 0, 0)),
-                  pl.BlockSpec((None, T, r), lambda h: (h, 0, 0)),
-                  pl.BlockSpec((None, T, 1), lambda h: (h, 0, 0)),
-                  pl.BlockSpec((None, p, r), lambda h: (h, 0, 0))],
-        out_specs=pl.BlockSpec((None, p, r), lambda h: (h, 0, 0)),
-        out_shape=jax.ShapeDtypeStruct((BH, p, r), jnp.float32),
+    partials = pl.pallas_call(
+        kernel, grid=(BH, nt),
+        in_specs=[pl.BlockSpec((None, p, C), lambda h, t: (h, 0, t)),
+                  pl.BlockSpec((None, C, r), lambda h, t: (h, t, 0)),
+                  pl.BlockSpec((None, C, 1), lambda h, t: (h, t, 0))],
+        out_specs=pl.BlockSpec((None, None, p, r), lambda h, t: (h, t, 0, 0)),
+        out_shape=jax.ShapeDtypeStruct((BH, nt, p, r), jnp.float32),
         compiler_params=_compiler_params(config, ()),
-        interpret=config.interpret, name="astro_gram_gpu")(aT, b, scale, init)
+        interpret=config.interpret, name="astro_gram_gpu")(aT, b, scale)
+    return init + partials.sum(axis=1)
 
 
 def _row_blocks(kernel, inputs, row_widths, shared, out_widths, config: KernelConfig, name: str):
