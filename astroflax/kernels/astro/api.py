@@ -31,11 +31,6 @@ from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dt
 from astroflax.kernels.astro.parallel import parallel_astro
 from astroflax.kernels.astro.recurrent import recurrent_astro
 from astroflax.kernels.feature_maps import FEATURE_MAPS
-from astroflax.kernels.pallas.attention import (
-    check_pallas_arguments,
-    pallas_astro_attention,
-    platform_backend,
-)
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
@@ -228,7 +223,13 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
     m = _validate(q, k, v, pos_keys, mask, projection, initial_state, causal=causal,
                   alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps, feature_map=feature_map,
                   chunk_size=chunk_size, layout=layout)
-    check_pallas_arguments(implementation, interpret=interpret, mode=mode, dtype=v.dtype)
+    if implementation != "xla" or interpret:
+        # Imported on demand: Pallas and its TPU/Triton modules add about a second to every
+        # `import astroflax.kernels` on the development machine.
+        from astroflax.kernels.pallas import attention as pallas_attention
+
+        pallas_attention.check_pallas_arguments(implementation, interpret=interpret, mode=mode,
+                                                dtype=v.dtype)
     B, T, H, _ = _to_bthd(q.shape, layout)
     d = v.shape[-1]
     mask = None if mask is None else jnp.asarray(mask)  # a nested list is a pytree to vmap
@@ -239,10 +240,10 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         acc = accumulation_dtype(v.dtype)
         initial_state = AstroState(S=jnp.zeros((B, H, m, d), acc), z=jnp.zeros((B, H, m), acc))
     if implementation == "pallas":
-        out, state = pallas_astro_attention(
+        out, state = pallas_attention.pallas_astro_attention(
             q, k, v, pos_keys, mask, projection, initial_state, causal=bool(causal),
             params=params, feature_map=feature_map, chunk_size=int(chunk_size), layout=layout,
-            backend=platform_backend(interpret), interpret=interpret)
+            backend=pallas_attention.platform_backend(interpret), interpret=interpret)
         return (out, state) if return_state else out
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
                                   causal=bool(causal), mode=mode, chunk_size=int(chunk_size),
