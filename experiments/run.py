@@ -85,7 +85,7 @@ def main(argv: list[str]) -> None:
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
     from astroflax.data import DataNotFoundError
-    from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+    from astroflax.train import EXIT_PREEMPTED, ConfigError, NonFiniteLossError, train_and_evaluate
     from astroflax.train.distributed import maybe_initialize
 
     config = _CONFIG.value
@@ -106,6 +106,8 @@ def main(argv: list[str]) -> None:
 
     if jax.process_index() == 0:
         print(json.dumps(summary, indent=2))
+    if summary["status"] == "preempted":      # saved and stopped (SIGTERM, Ctrl-C): resumable
+        sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

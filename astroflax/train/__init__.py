@@ -3,7 +3,12 @@
 from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.config import ConfigError, model_overrides, validate_config
 from astroflax.train.load import load_model
-from astroflax.train.loop import NonFiniteLossError, train_and_evaluate
+from astroflax.train.loop import (
+    EXIT_PREEMPTED,
+    RESUMABLE_FIELDS,
+    NonFiniteLossError,
+    train_and_evaluate,
+)
 from astroflax.train.steps import (
     TrainState,
     create_train_state,
@@ -14,6 +19,8 @@ from astroflax.train.steps import (
 )
 
 __all__ = [
+    "EXIT_PREEMPTED",
+    "RESUMABLE_FIELDS",
     "Checkpointer",
     "ConfigError",
     "NonFiniteLossError",

@@ -2,8 +2,25 @@
 
 What a run leaves in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
 ``checkpoints/``, ``curves.png`` and ``summary.json``. Rerunning with the same workdir resumes
-from the newest readable checkpoint (model, optimizer, dropout RNG, data-iterator position),
-and an interrupted-then-resumed run ends with exactly the parameters of an uninterrupted one.
+from the newest readable checkpoint (model, optimizer, dropout RNG, data-iterator position, the
+run's counters), and an interrupted-then-resumed run ends with exactly the parameters and the
+metrics of an uninterrupted one. A resume may change the fields in :data:`RESUMABLE_FIELDS`
+(each change is logged); any other difference is refused.
+
+SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: it saves a checkpoint after the current step
+and returns a summary with ``status == "preempted"``; ``experiments.run`` then exits with
+:data:`EXIT_PREEMPTED`. A second Ctrl-C interrupts at once.
+
+What the summary and ``metrics.jsonl`` report (each number means one thing):
+
+- ``train_loss``: the mean training loss over the ``log_every_steps`` steps ending at the
+  record's step (records at multiples of ``log_every_steps``; the run's last step closes a
+  possibly shorter interval). Eval-only records carry no training fields.
+- ``examples_per_sec``: examples trained per second spent in train steps (no compile, eval or
+  checkpoint time), over all sessions of the run.
+- ``compile_time_s``: seconds spent compiling the train step, summed over all sessions.
+- ``wall_time_s``: seconds from the call of ``train_and_evaluate`` (config checks, data, model,
+  compile, training, evaluation, checkpoints) to the summary, summed over all sessions.
 """
 
 from __future__ import annotations
@@ -11,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -50,6 +69,22 @@ from astroflax.train.steps import (
     state_shardings,
 )
 
+#: Exit status of ``experiments.run`` when a run stopped on SIGTERM or Ctrl-C after saving a
+#: checkpoint: rerunning the same command resumes it. (75 is ``EX_TEMPFAIL`` of BSD's
+#: sysexits.h, "temporary failure, the user is invited to retry".) A completed run exits 0.
+EXIT_PREEMPTED = 75
+
+#: Config fields a resumed run may change: the optimisation schedule, the step counts, how
+#: often it logs, evaluates and saves, and where it runs (``mesh.*``: sharded checkpoints
+#: restore onto any mesh, iterator positions onto any process count). The model, the data, the
+#: seed, the batch size and the optimizer's form would make the checkpoint another run's.
+RESUMABLE_FIELDS = (
+    "train.learning_rate", "train.schedule", "train.warmup_steps", "train.num_train_steps",
+    "train.num_epochs", "train.log_every_steps", "train.eval_every_steps",
+    "train.checkpoint_every_steps", "train.keep_checkpoints", "train.eval_batch_size",
+    "train.target_accuracy", "train.data_parallel", "distributed", "mesh.*",
+)
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the last good checkpoint is kept."""
@@ -59,52 +94,90 @@ def _config_json(cfg: Any) -> dict[str, Any]:
     return json.loads(cfg.to_json_best_effort(sort_keys=True))
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"batch_size": 8}}`` -> ``{"train.batch_size": 8}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def _resumable(field: str) -> bool:
+    return any(field == f or (f.endswith(".*") and field.startswith(f[:-1]))
+               for f in RESUMABLE_FIELDS)
+
+
 def _check_workdir(workdir: Path, cfg_json: dict[str, Any]) -> None:
-    """Refuses to resume a workdir whose checkpoints came from a different config."""
-    old_path = workdir / "config.json"
-    if not old_path.exists() or not (workdir / "checkpoints").exists():
-        return
-    old = json.loads(old_path.read_text())
-    if old == cfg_json:
-        return
+    """Checks that ``cfg_json`` may resume ``workdir``'s checkpoints; logs what it changes.
 
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
-
-    a, b = flat(old), flat(cfg_json)
-    # The mesh and the host count may change between sessions: sharded checkpoints restore
-    # onto any mesh, and iterator positions onto any process count.
-    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
-                  and not k.startswith("mesh.")
-                  and k not in ("train.data_parallel", "distributed"))
-    if not diff:
+    Raises:
+      ConfigError: the workdir holds checkpoints and a field outside
+        :data:`RESUMABLE_FIELDS` differs.
+    """
+    old_path, ckpt_dir = workdir / "config.json", workdir / "checkpoints"
+    # Without a committed checkpoint there is nothing to resume (a run that stopped before its
+    # first save, e.g. on a NaN): any config may start over here.
+    if not old_path.exists() or not ckpt_dir.is_dir() or not any(
+            p.name.isdigit() for p in ckpt_dir.iterdir()):
         return
-    raise ConfigError(f"workdir {workdir} holds checkpoints of a different config (fields "
-                      f"{diff} differ); pass another --workdir or delete that one to start over")
+    a, b = _flat(json.loads(old_path.read_text())), _flat(cfg_json)
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    refused = [k for k in diff if not _resumable(k)]
+    if refused:
+        raise ConfigError(
+            f"workdir {workdir} holds checkpoints of a different config (fields {refused} "
+            f"differ; a resume may change only {list(RESUMABLE_FIELDS)}); pass another "
+            "--workdir or delete that one to start over")
+    for k in diff:
+        logging.warning("resuming with config.%s changed: %r -> %r", k, a.get(k), b.get(k))
 
 
 class _StopFlag:
-    """Set by SIGTERM (preemption, ``kill``): the loop saves a checkpoint and exits cleanly."""
+    """Set by SIGTERM (preemption, ``kill``) or Ctrl-C: the loop saves, then stops cleanly.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` as usual (to stop a save that hangs).
+    """
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        logging.warning("SIGTERM received: saving a checkpoint, then stopping")
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logging.warning("%s received: saving a checkpoint after this step, then stopping "
+                        "(rerun the same command to resume)", signal.Signals(signum).name)
         self.requested = True
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+
+
+def _in_structure_of(target: nnx.State, restored: nnx.State) -> nnx.State:
+    """``restored``'s arrays in ``target``'s exact pytree structure.
+
+    orbax gives back nested ``nnx.State`` s where a fresh state holds plain dicts; the same
+    leaves in another structure would make the compiled train step reject the state (or, if
+    jitted lazily, compile the step a second time).
+
+    Raises:
+      ValueError: the two do not hold the same paths (another model's checkpoint).
+    """
+    want, treedef = jax.tree_util.tree_flatten_with_path(target)
+    got = jax.tree_util.tree_flatten_with_path(restored)[0]
+    keys = [jax.tree_util.keystr(p) for p, _ in want]
+    if keys != [jax.tree_util.keystr(p) for p, _ in got]:
+        raise ValueError("the restored state's paths differ from the model's: "
+                         f"{sorted(set(keys) ^ {jax.tree_util.keystr(p) for p, _ in got})[:5]}")
+    return jax.tree_util.tree_unflatten(treedef, [x for _, x in got])
 
 
 def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size: int
@@ -194,25 +267,30 @@ def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding, batch
 class RunCounters:
     """The run's counters and timers: every number the loop measures lives here.
 
-    Those that add up over the sessions of a run (a run interrupted and resumed) travel in
-    each checkpoint's metadata (:meth:`meta`, :meth:`resume`). Throughput counts training steps
-    only (no compile, eval or checkpoint time).
+    All of them add up over the sessions of a run (a run interrupted and resumed): they travel
+    in each checkpoint's metadata (:meth:`meta`, :meth:`resume`), including the open logging
+    interval, so a resumed run reports exactly what an uninterrupted one does. What each
+    number means is in the module docstring.
     """
 
     step: int = 0
-    wall_before_s: float = 0.0       # wall time of the earlier sessions
-    train_time_s: float = 0.0        # time in train steps, all sessions
-    trained_examples: int = 0        # examples those steps trained on
+    wall_before_s: float = 0.0        # wall time of the earlier sessions
+    train_time_s: float = 0.0         # time in train steps (no compile, eval, checkpoint)
+    trained_examples: int = 0         # examples those steps trained on
+    compile_time_s: float = 0.0       # compiling the train step
     last_eval_step: int = -1
-    compile_time_s: float | None = None   # this session's first step (compile + run)
     session_start: float = dataclasses.field(default_factory=time.time)
-    # The current logging interval: losses summed on the device (no sync per step).
-    loss_sum: jax.Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.float32))
-    loss_steps: int = 0
+    # The open logging interval: the sum and count of its synced step losses, and the step
+    # metrics not yet synced (device scalars: no sync per step).
+    interval_loss_sum: float = 0.0
+    interval_steps: int = 0
+    pending: list[dict[str, jax.Array]] = dataclasses.field(default_factory=list)
+    last_grad_norm: float = math.nan
     tick: float = dataclasses.field(default_factory=time.time)
 
     @classmethod
-    def resume(cls, meta: dict[str, Any], eval_steps: list[int]) -> RunCounters:
+    def resume(cls, meta: dict[str, Any], eval_steps: list[int], session_start: float
+               ) -> RunCounters:
         """Counters continued from a checkpoint's ``meta`` (empty: a fresh run).
 
         ``eval_steps``: steps with eval records in ``metrics.jsonl``, for checkpoints that
@@ -222,9 +300,13 @@ class RunCounters:
                    wall_before_s=float(meta.get("wall_time_s", 0.0)),
                    train_time_s=float(meta.get("train_time_s", 0.0)),
                    trained_examples=int(meta.get("trained_examples", 0)),
+                   compile_time_s=float(meta.get("compile_time_s", 0.0)),
                    # From the checkpoint, which every process reads alike: only process 0
                    # writes metrics.jsonl, and eval is a collective all processes must enter.
-                   last_eval_step=int(meta.get("last_eval_step", max(eval_steps, default=-1))))
+                   last_eval_step=int(meta.get("last_eval_step", max(eval_steps, default=-1))),
+                   session_start=session_start,
+                   interval_loss_sum=float(meta.get("interval_loss_sum", 0.0)),
+                   interval_steps=int(meta.get("interval_steps", 0)))
 
     @property
     def wall_time_s(self) -> float:
@@ -237,31 +319,51 @@ class RunCounters:
         return self.trained_examples / self.train_time_s if self.train_time_s > 0 else math.nan
 
     def meta(self) -> dict[str, Any]:
-        """What a checkpoint stores so that a resumed session continues these counters."""
+        """What a checkpoint stores so that a resumed session continues these counters.
+
+        Only valid right after :meth:`sync` (nothing pending).
+        """
+        assert not self.pending, "meta() before sync()"
         return {"step": self.step, "wall_time_s": self.wall_time_s,
                 "trained_examples": self.trained_examples, "train_time_s": self.train_time_s,
-                "last_eval_step": self.last_eval_step}
+                "compile_time_s": self.compile_time_s, "last_eval_step": self.last_eval_step,
+                "interval_loss_sum": self.interval_loss_sum,
+                "interval_steps": self.interval_steps}
 
-    def count_step(self, loss: jax.Array, batch_size: int) -> None:
-        """One train step done (``loss`` still on the device)."""
+    def count_step(self, metrics: dict[str, jax.Array], batch_size: int) -> None:
+        """One train step done; ``metrics`` (``loss``, ``grad_norm``) stay on the device."""
         self.step += 1
-        if self.compile_time_s is None:
-            jax.block_until_ready(loss)
-            self.compile_time_s = time.time() - self.tick
-            self.tick = time.time()
-        else:
-            self.trained_examples += batch_size
-        self.loss_sum, self.loss_steps = self.loss_sum + loss, self.loss_steps + 1
+        self.trained_examples += batch_size
+        self.pending.append(metrics)
+
+    def sync(self) -> tuple[int, str] | None:
+        """Fetches the pending step metrics; adds the time since :meth:`resume_timing`.
+
+        Returns:
+          ``(step, name)`` of the first non-finite ``loss`` or ``grad_norm`` among them (its
+          update made the parameters non-finite), else None.
+        """
+        values = jax.device_get(self.pending)
+        self.train_time_s += time.time() - self.tick
+        first = self.step - len(values) + 1
+        self.pending = []
+        for i, m in enumerate(values):
+            for name in ("loss", "grad_norm"):
+                if not math.isfinite(float(m[name])):
+                    return first + i, name
+            self.interval_loss_sum += float(m["loss"])
+            self.interval_steps += 1
+        self.last_grad_norm = float(values[-1]["grad_norm"]) if values else math.nan
+        return None
 
     def close_interval(self) -> float:
-        """Syncs: adds the interval's time to the training time; its mean loss."""
-        loss = float(self.loss_sum) / self.loss_steps
-        self.train_time_s += time.time() - self.tick
+        """The logging interval's mean loss; the next interval starts empty."""
+        loss = self.interval_loss_sum / self.interval_steps
+        self.interval_loss_sum, self.interval_steps = 0.0, 0
         return loss
 
-    def start_interval(self) -> None:
-        """A new logging interval (after the eval and the checkpoint, which are not timed)."""
-        self.loss_sum, self.loss_steps = jnp.zeros((), jnp.float32), 0
+    def resume_timing(self) -> None:
+        """Train steps are timed from here (after an eval or a checkpoint, which are not)."""
         self.tick = time.time()
 
 
@@ -277,7 +379,7 @@ class _Run:
         self.chief = jax.process_index() == 0
         self.status = "completed"
         self.last_saved = -1
-        self.counters = RunCounters()
+        self.counters = RunCounters()      # its session_start: now, before any set-up
 
     # ---- set-up: config, devices, data, model, train step ------------------------------
     def set_up(self) -> None:
@@ -339,58 +441,39 @@ class _Run:
         restored = self.ckpt.restore_latest(self.state, self.it)
         meta: dict[str, Any] = {}
         if restored is not None:
-            self.state, meta = restored
+            state, meta = restored
+            self.state = _in_structure_of(self.state, state)
             self.last_saved = int(meta["step"])
             logging.info("resumed from the checkpoint at step %d in %s", self.last_saved,
                          self.ckpt.directory)
-        start_step = int(meta.get("step", 0))
-        self.writer = metrics_lib.MetricWriter(self.workdir, resume_step=start_step,
+        self.start_step = int(meta.get("step", 0))
+        self.writer = metrics_lib.MetricWriter(self.workdir, resume_step=self.start_step,
                                                enabled=self.chief)
         self.counters = RunCounters.resume(
-            meta, [r["step"] for r in self.writer.records if "eval_loss" in r])
+            meta, [r["step"] for r in self.writer.records if "eval_loss" in r],
+            session_start=self.counters.session_start)
 
     # ---- the loop ----------------------------------------------------------------------
+    def compile_step(self, batch: dict[str, jax.Array]) -> Any:
+        """The train step compiled for ``state`` and ``batch``; the time counts as compile.
+
+        Compiled ahead of time, a state of another pytree structure is an error rather than
+        a silent second compile counted as training time.
+        """
+        start = time.time()
+        compiled = self.train_step.lower(self.state, batch).compile()
+        self.counters.compile_time_s += time.time() - start
+        logging.info("train step compiled in %.1f s", time.time() - start)
+        return compiled
+
     def train(self, stop: _StopFlag) -> None:
         """Train steps up to ``total_steps``, with logging, evaluation and checkpoints."""
-        t, c, total = self.cfg.train, self.counters, self.total_steps
-        batches = _batches(self.it, self.data_sharding, t.batch_size)
-        c.start_interval()
-        while c.step < total:
-            self.state, m = self.train_step(self.state, next(batches))
-            c.count_step(m["loss"], t.batch_size)
-            step = c.step
-            is_eval = step % self.eval_every == 0 or step == total
-            is_save = step % t.checkpoint_every_steps == 0 or is_eval or stop.requested
-            if not (is_save or step % t.log_every_steps == 0):
-                continue
-            # Syncing here (not every step) keeps dispatch asynchronous; the sum of the
-            # interval's losses is non-finite iff one of them is, and it is checked before
-            # any checkpoint is written, so a saved state never follows a NaN.
-            steps = c.loss_steps
-            loss = c.close_interval()
-            if not math.isfinite(loss):
-                self._stop_diverged(loss, step - steps + 1)
-            rate = c.examples_per_sec
-            eta = (total - step) * t.batch_size / rate if rate > 0 else float("nan")
-            record = {"step": step, "epoch": self.epoch_of(step), "train_loss": loss,
-                      "learning_rate": float(self.schedule(step - 1)),
-                      "grad_norm": float(m["grad_norm"]),
-                      "examples_per_sec": rate if math.isfinite(rate) else None}
-            extra = ""
-            if is_eval:
-                ev = self.evaluate()
-                record.update(ev)
-                extra = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
-            logging.info("%s", metrics_lib.progress_line(
-                step, total, self.epoch_of(step), loss, rate if math.isfinite(rate) else 0,
-                eta if math.isfinite(eta) else 0, extra))
-            self.writer.write(record)
-            if is_save:
-                self.save(_score(ev) if is_eval else None)
-            c.start_interval()
-            if stop.requested:
-                self.status = "preempted"
-                return
+        c = self.counters
+        if not stop.requested and c.step < self.total_steps:
+            self._train_steps(stop)
+        if stop.requested and c.step < self.total_steps:   # also a request during set-up
+            self.status = "preempted"
+            return
         if c.last_eval_step < c.step:
             # Resumed a finished run (or one whose last eval record was lost): evaluate once.
             ev = self.evaluate()
@@ -398,17 +481,120 @@ class _Run:
             if self.last_saved < c.step:
                 self.save(_score(ev))
 
-    def _stop_diverged(self, loss: float, first_step: int) -> None:
-        """Raises NonFiniteLossError after the pending checkpoint saves are committed."""
+    def _train_steps(self, stop: _StopFlag) -> None:
+        """Steps until ``total_steps``, or until a stop request (then saves the step)."""
+        t, c, total = self.cfg.train, self.counters, self.total_steps
+        batches = _batches(self.it, self.data_sharding, t.batch_size)
+        first = next(batches)
+        step_fn = self.compile_step(first)
+        c.resume_timing()
+        for batch in itertools.chain([first], batches):
+            self.state, m = step_fn(self.state, batch)
+            c.count_step(m, t.batch_size)
+            step = c.step
+            is_log = step % t.log_every_steps == 0 or step == total
+            is_eval = step % self.eval_every == 0 or step == total
+            is_save = step % t.checkpoint_every_steps == 0 or is_eval or stop.requested
+            if is_log or is_save:
+                self._sync()
+                self._report_step(is_log, is_eval, is_save)
+                c.resume_timing()
+            if stop.requested and self.last_saved < step:   # the signal came just now
+                self._sync()
+                self.save()
+            if stop.requested or step >= total:
+                return
+
+    def _sync(self) -> None:
+        """Fetches the pending step metrics; stops on the first non-finite one.
+
+        Syncing only at log, eval and save points (not every step) keeps dispatch
+        asynchronous; every step's loss and gradient norm is checked before any checkpoint
+        is written, so a saved state never follows a NaN.
+        """
+        bad = self.counters.sync()
+        if bad is not None:
+            self._stop_diverged(*bad)
+
+    def _report_step(self, is_log: bool, is_eval: bool, is_save: bool) -> None:
+        """At a synced step: the metrics record and progress line, the eval, the checkpoint."""
+        t, c, step = self.cfg.train, self.counters, self.counters.step
+        record: dict[str, Any] = {"step": step, "epoch": self.epoch_of(step)}
+        rate = c.examples_per_sec
+        if is_log:
+            record.update(train_loss=c.close_interval(),
+                          learning_rate=float(self.schedule(step - 1)),
+                          grad_norm=c.last_grad_norm,
+                          examples_per_sec=rate if math.isfinite(rate) else None)
+        ev: dict[str, float] = {}
+        if is_eval:
+            ev = self.evaluate()
+            record.update(ev)
+        evals = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
+        if is_log:
+            eta = (self.total_steps - step) * t.batch_size / rate if rate > 0 else math.nan
+            logging.info("%s", metrics_lib.progress_line(
+                step, self.total_steps, self.epoch_of(step), record["train_loss"],
+                rate if math.isfinite(rate) else 0, eta if math.isfinite(eta) else 0, evals))
+        elif is_eval:
+            logging.info("step %d/%d | epoch %.2f | %s", step, self.total_steps,
+                         self.epoch_of(step), evals)
+        if is_log or is_eval:
+            self.writer.write(record)
+        if is_save:
+            self.save(_score(ev) if ev else None)
+
+    def _stop_diverged(self, bad_step: int, name: str) -> None:
+        """Raises NonFiniteLossError (after the pending saves are committed) with advice.
+
+        A non-finite value before the parameters were ever changed (the first step, or only
+        zero learning rates so far) comes from the model or the data, not the learning rate.
+
+        The parameters that gave it are those after step ``bad_step - 1``: a checkpoint of
+        that step or later is moved to ``checkpoints.diverged/``, so that the rerun the
+        message advises resumes from parameters whose loss was checked finite.
+        """
         self.ckpt.wait()
+        self._set_aside_diverged(bad_step - 1)
         good = self.ckpt.all_steps()
         self.status = "diverged"
+        what = "training loss" if name == "loss" else "gradient norm"
+        untouched = self.start_step == 0 and all(
+            float(self.schedule(i)) == 0.0 for i in range(bad_step - 1))
+        if untouched:
+            m = self.cfg.model
+            raise NonFiniteLossError(
+                f"non-finite {what} at step {bad_step}, computed with the initial parameters "
+                "(no update had changed them yet), so the learning rate is not the cause: a "
+                f"model setting is out of range (config.model: attention={m.attention!r}, "
+                f"alpha={m.get('alpha')!r}, ...; e.g. a huge alpha) or the data holds "
+                "non-finite values. Fix that setting and rerun"
+                + (f" with another --workdir ({self.ckpt.directory} holds checkpoints of this "
+                   "model)." if good else "; nothing was saved, so the same workdir starts over."))
         raise NonFiniteLossError(
-            f"non-finite training loss ({loss}) between steps {first_step} and "
-            f"{self.counters.step}; stopping. The last good checkpoint "
+            f"non-finite {what} at step {bad_step}; stopping. The last good checkpoint "
             f"({'step ' + str(good[-1]) if good else 'none yet'}) is kept in "
-            f"{self.ckpt.directory}; lower train.learning_rate or set "
-            "train.grad_clip_norm, then rerun (it resumes from there).")
+            f"{self.ckpt.directory}; lower train.learning_rate (or lengthen "
+            "train.warmup_steps) and rerun the same command with that change: it "
+            f"{'resumes from there' if good else 'starts over'}.")
+
+    def _set_aside_diverged(self, first: int) -> None:
+        """Moves the checkpoints of steps ``>= first`` to ``checkpoints.diverged/``."""
+        steps = [s for s in self.ckpt.all_steps() if s >= first]
+        if not steps:
+            return
+        if self.chief:
+            aside = self.ckpt.directory.with_name(self.ckpt.directory.name + ".diverged")
+            for s in steps:
+                dest = aside / str(s)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(self.ckpt.directory / str(s)), dest)
+                logging.warning("moved the checkpoint of step %d to %s: its parameters gave "
+                                "the non-finite value", s, dest)
+        multihost_utils.sync_global_devices("astroflax: diverged checkpoints set aside")
+        self.ckpt.manager.reload()
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -444,7 +630,7 @@ class _Run:
             total_steps=self.total_steps, epoch=self.epoch_of(c.step), num_params=self.num_params,
             wall_time_s=c.wall_time_s,
             examples_per_sec=round(rate, 1) if math.isfinite(rate) else None,
-            compile_time_s=None if c.compile_time_s is None else round(c.compile_time_s, 2),
+            compile_time_s=round(c.compile_time_s, 2),
             devices=len(self.devices))
         summary["params_sha256"] = (params_fingerprint(self.state) if self.status != "failed"
                                     else None)
@@ -473,20 +659,24 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
       ConfigError: an invalid field (before anything is built or compiled).
       DataNotFoundError: the dataset is not prepared (the message says how).
       NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+
+    A SIGTERM or Ctrl-C saves a checkpoint and returns with ``summary["status"] ==
+    "preempted"`` (see :data:`EXIT_PREEMPTED`).
     """
     run = _Run(config, Path(workdir).absolute())
-    run.set_up()
-    run.restore()
-    try:
-        with _StopFlag() as stop:
+    # From the start: a Ctrl-C during set-up or compilation stops as cleanly as one later.
+    with _StopFlag() as stop:
+        run.set_up()
+        run.restore()
+        try:
             run.train(stop)
-    except BaseException:
-        if run.status == "completed":
-            run.status = "failed"
-        raise
-    finally:
-        run.close()
-        summary = run.report()
+        except BaseException:
+            if run.status == "completed":
+                run.status = "failed"
+            raise
+        finally:
+            run.close()
+            summary = run.report()
     metrics_lib.log_summary(summary)
     logging.info("reports in %s (summary.json, metrics.jsonl, curves.png, tensorboard/)",
                  run.workdir)

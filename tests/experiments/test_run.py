@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from astroflax.models import create_model
-from astroflax.train import validate_config
+from astroflax.train import EXIT_PREEMPTED, validate_config
 from astroflax.train.config import model_overrides
 from astroflax.train.metrics import read_metrics
 from experiments import run
@@ -110,7 +110,7 @@ def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(
 
     work = tmp_path / "work"
     rc, log = _run_until(work, env, "step 20/120", signal.SIGTERM)
-    assert rc == 0, log[-2000:]                             # SIGTERM: save, then a clean exit
+    assert rc == EXIT_PREEMPTED, log[-2000:]           # SIGTERM: save, then exit "resumable"
     stopped = json.loads((work / "summary.json").read_text())
     assert stopped["status"] == "preempted" and 20 <= stopped["step"] < 120
 
