@@ -9,7 +9,6 @@ and an interrupted-then-resumed run ends with exactly the parameters of an unint
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import signal
@@ -24,18 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 from astroflax.data import load_dataset, train_iterator
 from astroflax.data.pipeline import Dataset, describe, eval_batches
 from astroflax.train import metrics as metrics_lib
-from astroflax.train.checkpoint import Checkpointer
+from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
 from astroflax.train.config import (
     ConfigError,
     mesh_config,
     model_overrides,
     run_device_count,
+    validate_against_data,
     validate_config,
 )
 from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
@@ -48,6 +47,7 @@ from astroflax.train.steps import (
     sharded_train_step,
     state_shardings,
 )
+from astroflax.train.workdir import lock_workdir
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -173,14 +173,7 @@ def params_fingerprint(state: nnx.State) -> str:
 
     A collective when parameters span several processes (every process must call it).
     """
-    h = hashlib.sha256()
-    params = nnx.filter_state(state[0], nnx.Param)
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        h.update(jax.tree_util.keystr(path).encode())
-        if not leaf.is_fully_addressable:
-            leaf = multihost_utils.process_allgather(leaf, tiled=True)
-        h.update(np.asarray(jax.device_get(leaf)).tobytes())
-    return h.hexdigest()
+    return tree_fingerprint(nnx.filter_state(state[0], nnx.Param))
 
 
 def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding, batch_size: int
@@ -208,7 +201,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     cfg, t = config, config.train
     validate_config(cfg)
     workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
+    lock = lock_workdir(workdir)  # creates it; refuses a workdir another live run is using
     chief = jax.process_index() == 0
     cfg_json = _config_json(cfg)
     _check_workdir(workdir, cfg_json)
@@ -227,6 +220,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config.mesh: {e}") from None
 
     ds = load_dataset(cfg.data.to_dict())
+    validate_against_data(cfg, ds)
     logging.info("data: %s", describe(ds))
     model_kw = model_overrides(cfg.model, ds.model_overrides)
     steps_per_epoch = max(ds.num_train // t.batch_size, 1)
@@ -252,7 +246,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                         rows=train_rows)
     ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
     start_step, meta = 0, {}
-    restored = ckpt.restore_latest(state, it)
+    restored = ckpt.restore_latest(state, it, history=[workdir / "metrics.jsonl",
+                                                       workdir / "tensorboard"])
     if restored is not None:
         state, meta = restored
         start_step = int(meta["step"])
@@ -372,6 +367,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                     writer.records, workdir / "curves.png",
                     eval_key="eval_perplexity" if ds.task == "lm" else "eval_accuracy",
                     title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
+        lock.release()  # after the last checkpoint and report are written
     metrics_lib.log_summary(summary)
     logging.info("reports in %s (summary.json, metrics.jsonl, curves.png, tensorboard/)",
                  workdir)
