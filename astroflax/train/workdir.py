@@ -8,8 +8,8 @@ OOM, a lost node), so a dead run never blocks the next one; the file only record
 a warning naming the run that did not finish cleanly.
 
 Multi-process runs: only process 0 locks (the processes of one run share the workdir and must
-not lock each other out); its outcome is broadcast, so every process of a refused run stops
-with the same :class:`WorkdirError` instead of waiting in a collective.
+not lock each other out); the outcome is shared, so every process of a refused run stops with
+a :class:`WorkdirError` instead of waiting in a collective.
 """
 
 from __future__ import annotations
@@ -159,17 +159,23 @@ def lock_workdir(workdir: str | Path) -> WorkdirLock:
     Raises:
       WorkdirError: another live run holds the workdir, or it is not a writable directory.
     """
-    workdir = prepare_workdir(workdir)
-    lock, reason = (_try_lock(workdir) if jax.process_index() == 0
-                    else (WorkdirLock(workdir / LOCK_NAME, None), ""))
-    if jax.process_count() > 1:
+    lock, reason = None, ""
+    try:
+        workdir = prepare_workdir(workdir)
+    except WorkdirError as e:
+        reason = str(e)
+    if not reason:
+        lock, reason = (_try_lock(workdir) if jax.process_index() == 0
+                        else (WorkdirLock(workdir / LOCK_NAME, None), ""))
+    if jax.process_count() > 1:  # any process refused: all stop (none waits in a collective)
         from jax.experimental import multihost_utils
 
-        refused = multihost_utils.broadcast_one_to_all(np.int32(lock is None))
-        if int(refused):
-            raise WorkdirError(reason or f"workdir {workdir}: process 0 could not lock it "
-                               "(its log says why)")
-    if lock is None:
+        refused = multihost_utils.process_allgather(np.int32(bool(reason)))
+        if np.any(refused) and not reason:
+            if lock is not None:
+                lock.release()
+            reason = (f"workdir {workdir}: another process of this run could not use it "
+                      "(its log says why)")
+    if reason:
         raise WorkdirError(reason)
     return lock
-
