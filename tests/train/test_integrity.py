@@ -51,14 +51,18 @@ def _restore(directory, **kw):
     return out, fresh
 
 
-def _damage_largest_model_file(step_dir):
-    """What the probe does to a checkpoint: 64 bytes overwritten mid-file, size unchanged."""
-    files = [f for f in (step_dir / "model").rglob("*") if f.is_file() and "/d/" in str(f)]
-    target = max(files, key=lambda f: f.stat().st_size)
-    data = bytearray(target.read_bytes())
-    mid = len(data) // 2
-    data[mid:mid + 64] = b"\xff" * 64            # 0xffffffff is a NaN as float32
-    target.write_bytes(bytes(data))
+def _damage_model_files(step_dir):
+    """64 bytes overwritten mid-way in every parameter data file (sizes unchanged).
+
+    Every file, not only the largest: a file may hold bytes the checkpoint no longer refers to
+    (orbax's OCDBT layout), and damage there is rightly harmless.
+    """
+    for f in (step_dir / "model").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            data = bytearray(f.read_bytes())
+            mid = len(data) // 2
+            data[mid:mid + 64] = b"\xff" * 64            # 0xffffffff is a NaN as float32
+            f.write_bytes(bytes(data))
 
 
 def test_fingerprint_is_the_sha256_of_path_and_bytes_and_sees_one_flipped_bit():
@@ -80,7 +84,7 @@ def test_fingerprint_is_the_sha256_of_path_and_bytes_and_sees_one_flipped_bit():
 
 def test_damaged_bytes_are_detected_and_the_previous_checkpoint_is_restored(tmp_path):
     _save_steps(tmp_path, {1: 1.0, 2: 2.0})
-    _damage_largest_model_file(tmp_path / "2")
+    _damage_model_files(tmp_path / "2")
     (state, meta), fresh = _restore(tmp_path)
     assert meta["step"] == 1
     np.testing.assert_array_equal(np.asarray(state[0]["w"][...]), 1.0 + NOISE)
@@ -99,7 +103,7 @@ def test_when_no_checkpoint_is_usable_it_says_so_and_moves_the_history_aside(tmp
     ckpts, workdir = tmp_path / "checkpoints", tmp_path
     _save_steps(ckpts, {1: 1.0, 2: 2.0})
     for step in (1, 2):
-        _damage_largest_model_file(ckpts / str(step))
+        _damage_model_files(ckpts / str(step))
     history = workdir / "metrics.jsonl"
     history.write_text('{"step": 1, "epoch": 0.1, "train_loss": 2.0}\n')
     (workdir / "tensorboard").mkdir()
@@ -180,28 +184,3 @@ def test_a_run_on_a_busy_workdir_is_refused_before_it_writes_anything(tmp_path):
         holder.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]   # no config.json, ...
 
-
-def test_two_processes_share_one_lock_and_agree_on_a_damaged_checkpoint(tmp_path):
-    # One run of two JAX processes on one workdir: only process 0 locks, so they do not lock
-    # each other out; the fingerprint check is a collective, so both reject the damaged
-    # checkpoint together and start over together (not one resuming and one restarting).
-    from tests.train.test_multiprocess import CONFIG, _finish, _free_port, _launch
-
-    config = tmp_path / "tiny_fsdp.py"
-    config.write_text(CONFIG)
-
-    def run_two():
-        port = _free_port()
-        return _finish([_launch(config, tmp_path / "run", 2,
-                                [f"--coordinator_address=localhost:{port}", "--num_processes=2",
-                                 f"--process_id={i}"]) for i in range(2)])
-
-    run_two()
-    ref = json.loads((tmp_path / "run" / "summary.json").read_text())
-    _damage_largest_model_file(tmp_path / "run" / "checkpoints" / "5")
-    outs = run_two()
-    for out in outs:
-        assert "checkpoint at step 5" in out and "is unusable" in out, out[-3000:]
-    assert "STARTING OVER FROM STEP 0" in outs[0]
-    got = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert got["params_sha256"] == ref["params_sha256"] and got["step"] == 5
