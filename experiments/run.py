@@ -9,16 +9,22 @@
 
 The workdir (default ``runs/<config stem>[_<arg>]``) receives ``config.json``,
 ``metrics.jsonl``, TensorBoard events, checkpoints, ``curves.png`` and ``summary.json``;
-rerunning the same command resumes. Intentionally short: the work is in
-:func:`astroflax.train.train_and_evaluate`.
+rerunning the same command resumes. One run at a time per workdir: a second is refused while
+the first is alive. ``--help`` lists the configs and every ``--config.*`` field.
+
+Expected failures (a mistyped field, a bad value, an unusable workdir, missing data, a
+diverged loss) end with one ``error: ...`` paragraph and exit status 1, never a traceback.
+Intentionally short: the work is in :func:`astroflax.train.train_and_evaluate`.
 """
 
 from __future__ import annotations
 
 import json
 import logging as std_logging
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -26,10 +32,37 @@ from ml_collections import config_flags
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT = "digits_astro"
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(CONFIGS / f"{DEFAULT}.py"),
-    "Config file, or a bare name in experiments/configs/, with an optional ':smoke'.",
-    lock_config=True)
+def explain_flag_error(e: BaseException, argv: list[str]) -> str:
+    """One paragraph for a command line that does not parse (no traceback).
+
+    Covers a mistyped ``--config.*`` field (with ml_collections' "did you mean"), a value of
+    the wrong type, a config argument the config rejects (``:bogus``) and unknown flags.
+    """
+    text = str(e).strip()
+    if "Error whilst parsing config file" in text:
+        given = next((a for a in argv if a.startswith("--config=")), "--config")
+        last = [ln.strip() for ln in text.splitlines() if ln.strip()][-1]
+        return f"{given}: {last} (python -m experiments.run --help lists the configs)"
+    if isinstance(e, AttributeError | KeyError):  # an unknown --config.* field
+        typo = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+        wrong = typo.group(2) if typo else text.splitlines()[0].strip("'\"\\ ")
+        given = next((a.partition("=")[0] for a in argv
+                      if re.match(rf"--config\.(\w+\.)*{re.escape(wrong)}(\.|=|$)", a)),
+                     "--config")
+        hint = f"; did you mean {typo.group(1)}?" if typo else ""
+        return (f"{given}: the config has no field {wrong!r}{hint} (python -m experiments.run "
+                "--help lists every field)")
+    first = text.splitlines()[0] if text else type(e).__name__
+    return f"{first} (python -m experiments.run --help lists the flags and config fields)"
+
+
+try:
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", str(CONFIGS / f"{DEFAULT}.py"),
+        "Config file, or a bare name in experiments/configs/, with an optional ':smoke'.",
+        lock_config=True)
+except (AttributeError, KeyError) as _e:  # it reads sys.argv's --config.* fields when defined
+    sys.exit(f"error: {explain_flag_error(_e, sys.argv)}")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default runs/<config stem>).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None,
@@ -72,6 +105,118 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return out
 
 
+#: One line per ``--config.*`` field (the long form is experiments/configs/common.py's docstring).
+FIELD_HELP = {
+    "name": "the config's name (reports)",
+    "seed": "init / dropout / shuffling seed",
+    "distributed": "start jax.distributed even without coordinator flags (TPU pods, SLURM)",
+    "data.name": "digits | cifar10 | imdb | wikitext2",
+    "data.data_dir": "where the data lies (None: the TFDS default / WikiText-2 manual dir)",
+    "data.num_train": "cap on training examples (None = all)",
+    "data.num_eval": "cap on eval examples (None = all)",
+    "data.max_len": "sequence length of text datasets (imdb, wikitext2 only)",
+    "data.vocab_size": "vocabulary cap (IMDB, word-level WikiText-2)",
+    "data.tokenizer": "gpt2 | word (text datasets)",
+    "data.glove_path": "IMDB: GloVe 840B 300-d text file",
+    "data.augment": "CIFAR-10 / digits: random crop + flip",
+    "data.eval_split": "WikiText-2: validation | test",
+    "model.name": "a preset of astroflax.models.list_models()",
+    "model.attention": "attention variant (astro, softmax, linear, kozachkov_*, ...)",
+    "model.alpha": "Ca2+ exponent override of astromorphic attention",
+    "model.features": "width (None keeps the preset's)",
+    "model.num_layers": "transformer blocks (None keeps the preset's)",
+    "model.num_heads": "attention heads (None keeps the preset's)",
+    "model.mlp_dim": "MLP hidden width (None keeps the preset's)",
+    "model.dropout": "dropout rate in [0, 1) (None keeps the preset's)",
+    "model.m_div": "normaliser divisor of astromorphic attention (None keeps the preset's)",
+    "model.mode": "attention kernel mode: auto | parallel | chunk | recurrent",
+    "model.chunk_size": "chunk length of the chunked kernel",
+    "model.patch_size": "ViT patch size (images)",
+    "model.embed_dim": "token embedding width (text)",
+    "model.freeze_embedding": "keep the (GloVe) embedding fixed",
+    "model.pos_embedding": "positional embedding kind of the preset",
+    "train.batch_size": "global batch size (at most the training set)",
+    "train.eval_batch_size": "eval batch size (None = batch_size)",
+    "train.num_epochs": "epochs to train (when num_train_steps is None)",
+    "train.num_train_steps": "steps to train (wins over num_epochs when set)",
+    "train.learning_rate": "peak learning rate",
+    "train.schedule": "cosine | constant (after warmup)",
+    "train.warmup_steps": "linear warmup steps",
+    "train.weight_decay": "AdamW weight decay",
+    "train.b1": "Adam beta1",
+    "train.b2": "Adam beta2",
+    "train.grad_clip_norm": "global gradient-norm clip (None = off)",
+    "train.log_every_steps": "steps between train-loss log lines",
+    "train.eval_every_steps": "steps between evaluations (0 = once per epoch)",
+    "train.checkpoint_every_steps": "steps between checkpoints",
+    "train.keep_checkpoints": "latest checkpoints kept (plus the best one)",
+    "train.target_accuracy": "accuracy for the epochs-to-target report",
+    "train.data_parallel": "split batches over all devices (False: one device)",
+    "mesh.axes": "device mesh axis names",
+    "mesh.shape": "mesh shape (-1 = the remaining devices)",
+    "mesh.batch_axes": "mesh axes the batch is split over",
+    "mesh.rules": "(logical parameter axis, mesh axis) sharding rules",
+    "mesh.num_devices": "use the first N devices (None = all; single process)",
+}
+
+
+def config_names() -> list[str]:
+    """The configs of experiments/configs/ (bare names ``--config`` accepts)."""
+    return sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+def _flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if hasattr(v, "items"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def help_text(config_arg: str | None = None) -> str:
+    """What ``--help`` prints: usage, the configs, the flags and every ``--config.*`` field.
+
+    Field defaults are those of ``config_arg`` (a ``--config`` value; default digits_astro).
+    """
+    import importlib.util
+
+    lines = [__doc__.strip(), "", "Configs (--config=NAME[:smoke]):"]
+    for name in config_names():
+        doc = (CONFIGS / f"{name}.py").read_text().split('"""')[1].strip().splitlines()[0]
+        lines.append(f"  {name:28s} {doc}")
+    lines += ["", "Flags:"]
+    for flag in (_CONFIG, _WORKDIR, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID, _DISTRIBUTED):
+        f = flags.FLAGS[flag.name]
+        lines.append(f"  --{f.name:26s} {f.help}")
+    path, _, arg = resolve_config_arg(config_arg or DEFAULT).partition(":")
+    spec = importlib.util.spec_from_file_location("_help_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config(arg or None)
+    lines += ["", f"Config fields (--config.FIELD=VALUE; defaults of {Path(path).stem}"
+              f"{':' + arg if arg else ''}):"]
+    for field, value in _flatten(cfg).items():
+        lines.append(f"  {field:28s} {FIELD_HELP.get(field, '')} [{value!r}]")
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """``absl.app.run``'s flag parser, with :func:`explain_flag_error` instead of tracebacks."""
+    try:
+        rest = flags.FLAGS(argv)
+        _CONFIG.value  # noqa: B018 - loads the config file now, inside the try
+    except Exception as e:
+        raise SystemExit(f"error: {explain_flag_error(e, argv)}") from None
+    return rest
+
+
+def wants_help(argv: list[str]) -> bool:
+    """Whether ``argv`` asks for help (``--help``, ``-h``, ``--helpfull``, ``--helpshort``)."""
+    return any(a in ("--help", "-h", "-?", "--helpfull", "--helpshort") for a in argv[1:])
+
+
 class _QuietLibraries(std_logging.Filter):
     """Drops orbax's and JAX's per-operation INFO lines so the progress line stays readable."""
 
@@ -87,6 +232,7 @@ def main(argv: list[str]) -> None:
     from astroflax.data import DataNotFoundError
     from astroflax.train import EXIT_PREEMPTED, ConfigError, NonFiniteLossError, train_and_evaluate
     from astroflax.train.distributed import maybe_initialize
+    from astroflax.train.workdir import WorkdirError
 
     config = _CONFIG.value
     maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
@@ -100,7 +246,7 @@ def main(argv: list[str]) -> None:
     logging.info("config %s -> workdir %s", stem, workdir)
     try:
         summary = train_and_evaluate(config, workdir)
-    except (ConfigError, DataNotFoundError, NonFiniteLossError) as e:
+    except (ConfigError, DataNotFoundError, NonFiniteLossError, WorkdirError) as e:
         sys.exit(f"error: {e}")
     import jax
 
@@ -111,5 +257,12 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = rewrite_argv(sys.argv)
-    app.run(main)
+    try:
+        sys.argv = rewrite_argv(sys.argv)
+    except SystemExit as e:  # an unknown config name: one line, not absl's usage dump
+        sys.exit(f"error: {e}")
+    if wants_help(sys.argv):
+        given = next((a.partition("=")[2] for a in sys.argv if a.startswith("--config=")), None)
+        sys.stdout.write(help_text(given))
+        sys.exit(0)
+    app.run(main, flags_parser=parse_flags)

@@ -200,6 +200,12 @@ def _wikitext2(cfg: Mapping[str, Any]) -> Dataset:
     length = int(cfg["max_len"])
     logging.info("WikiText-2: %s tokenizer, vocabulary %d, %d train tokens, windows of %d",
                  used, vocab_size, len(ids["train"]), length)
+    shortest = min(len(ids["train"]), len(ids[eval_split]))
+    if shortest - 1 < length:  # a window needs length + 1 tokens (inputs and shifted targets)
+        from astroflax.train.config import ConfigError  # lazy: astroflax.train imports data
+
+        raise ConfigError(f"config.data.max_len: expected at most {shortest - 1} (the shorter "
+                          f"WikiText-2 split in use has {shortest} tokens), got {length}")
     train_w = wikitext_lib.pack_windows(ids["train"], length)
     eval_w = wikitext_lib.pack_windows(ids[eval_split], length)
     train_w = train_w[:_limit(len(train_w), cfg.get("num_train"))]

@@ -3,23 +3,38 @@
 Each checkpoint step directory holds ``model/`` and ``opt/`` (the ``nnx.State`` s, including
 dropout RNG counters and Adam moments), ``data_iter/`` (grain iterator position, one file per
 process; positions count global batches, so a checkpoint resumes on any process count) and
-``meta/`` (JSON: step, cumulative wall time). The last ``keep`` checkpoints are kept, and also
-the one with the best eval score (saved with ``score`` metrics), so the best model survives
-however long the run goes on.
+``meta/`` (JSON: step, cumulative wall time, and ``state_sha256``, the fingerprint of the saved
+model and optimizer state). The last ``keep`` checkpoints are kept, and also the one with the
+best eval score (saved with ``score`` metrics), so the best model survives however long the run
+goes on.
+
+Restore verifies what it reads: the restored state must hash to the saved fingerprint and be
+finite. A checkpoint that fails (bytes damaged on disk after the write, a truncated file) is
+moved to ``<directory>.unreadable/`` and the previous one is tried; when none is left the run
+starts over, and the history files of the lost run (``metrics.jsonl``, TensorBoard events) are
+moved aside with the checkpoints, never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import json
 import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 _policies = ocp.checkpoint_managers.preservation_policy
 
@@ -29,6 +44,79 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
         tree)
+
+
+def _host_leaves(tree: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """``(path, host array)`` for every leaf of ``tree`` in flatten order.
+
+    Arrays spread over several processes are gathered (a collective: every process must
+    iterate alike); PRNG key arrays become their raw ``uint32`` key data.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype,
+                                                                  jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
+        yield jax.tree_util.keystr(path), np.asarray(jax.device_get(leaf))
+
+
+def tree_fingerprint(tree: Any) -> str:
+    """SHA-256 of a pytree of arrays (path order, raw bytes): equal iff bitwise equal.
+
+    A collective when arrays span several processes (every process must call it); every
+    process gets the same digest.
+    """
+    return _digest(tree)[0]
+
+
+def _digest(tree: Any) -> tuple[str, list[str]]:
+    """``(tree_fingerprint(tree), paths of floating leaves holding NaN or Inf)``, one pass."""
+    h, bad = hashlib.sha256(), []
+    for path, a in _host_leaves(tree):
+        h.update(path.encode())
+        h.update(a.tobytes())
+        if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+            bad.append(path)
+    return h.hexdigest(), bad
+
+
+def _agree(why: str | None, elsewhere: str) -> str | None:
+    """``why`` if this process failed, ``elsewhere`` if only another did, else None.
+
+    A collective with several processes (every process must call it alike).
+    """
+    if jax.process_count() == 1:
+        return why
+    failed = multihost_utils.process_allgather(np.int32(why is not None))
+    return why if why is not None else (elsewhere if np.any(failed) else None)
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose restored state fails verification (fingerprint, finiteness)."""
+
+
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[None]:
+    """Drops the "Exception ignored in coroutine" reports of orbax's abandoned reads.
+
+    A failed restore leaves TensorStore read coroutines that are never awaited; when they are
+    collected, Python prints a traceback with the whole TensorStore spec for each. The failure
+    itself is reported by :meth:`Checkpointer.restore_latest`, so those are noise.
+    """
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        gc.collect()  # collect the abandoned coroutines while the hook is still silent
+        sys.unraisablehook = previous
+
+
+def _short(e: BaseException) -> str:
+    """An exception as one short line: TensorStore errors append a multi-line JSON spec."""
+    text = str(e).split("See full TensorStore details")[0].strip().splitlines()
+    return f"{type(e).__name__}: {(text[0] if text else '')[:200]}"
 
 
 class Checkpointer:
@@ -59,6 +147,8 @@ class Checkpointer:
         ``score``: the eval metric where higher is better (accuracy, or minus perplexity);
         only checkpoints saved with a score compete for "best".
         """
+        # Hashed on the host before the async write starts; restore recomputes and compares.
+        meta = {**meta, "state_sha256": tree_fingerprint((state.model, state.optimizer))}
         args = ocp.args.Composite(
             model=ocp.args.StandardSave(state.model), opt=ocp.args.StandardSave(state.optimizer),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
@@ -70,33 +160,94 @@ class Checkpointer:
         """Blocks until pending saves are committed."""
         self.manager.wait_until_finished()
 
-    def restore_latest(self, state: nnx.State, data_iter: grain.DatasetIterator
+    def restore_latest(self, state: nnx.State, data_iter: grain.DatasetIterator, *,
+                       history: Sequence[str | Path] = ()
                        ) -> tuple[nnx.State, dict[str, Any]] | None:
-        """Restores the newest readable checkpoint into ``state``'s structure and ``data_iter``.
+        """Restores the newest valid checkpoint into ``state``'s structure and ``data_iter``.
 
-        An unreadable checkpoint (truncated files, a disk error) is reported with a warning and
-        the previous one is tried, so one bad write costs at most ``checkpoint_every_steps``.
+        A checkpoint that cannot be read (truncated files, a disk error), whose restored
+        state does not match the fingerprint saved with it (bytes damaged after the write), or
+        that holds NaN/Inf is reported with a warning, moved to ``<directory>.unreadable/``
+        and the previous one is tried, so one bad write costs at most
+        ``checkpoint_every_steps``. Checkpoints saved before fingerprints existed are checked
+        for finiteness only.
+
+        Args:
+          state: the fresh ``(model, opt)`` state (structure, shardings).
+          data_iter: the fresh data iterator; its position is restored in place.
+          history: files of the run the checkpoints belong to (``metrics.jsonl``,
+            ``tensorboard/``). When checkpoints existed but none is valid, the run starts
+            over: these are moved to ``<directory>.unreadable/history-<time>/`` (so the new
+            run does not cut them back, and nothing is deleted) and a warning says so.
 
         Returns:
-          ``(state, meta)``, or None when there is no (readable) checkpoint.
+          ``(state, meta)``, or None when there is no (valid) checkpoint.
         """
         target_model, target_opt = _abstract(state.model), _abstract(state.optimizer)
-        for step in reversed(self.all_steps()):
-            try:
-                r = self.manager.restore(step, args=ocp.args.Composite(
-                    model=ocp.args.StandardRestore(target_model),
-                    opt=ocp.args.StandardRestore(target_opt),
-                    meta=ocp.args.JsonRestore()))
-                data_iter.set_state(self._iterator_state(step))
-            except Exception as e:
-                logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying "
-                                "the previous one", step, self.directory, type(e).__name__,
-                                str(e)[:300])
-                continue
-            self._set_aside(s for s in self.all_steps() if s > step)
-            return nnx.State({"model": r.model, "optimizer": r.opt}), dict(r.meta)
-        self._set_aside(self.all_steps())
-        return None
+        rejected: list[str] = []
+        # Around the except clauses too: the abandoned reads are freed with the exception.
+        with _quiet_unraisable():
+            for step in reversed(self.all_steps()):
+                why = None
+                try:
+                    r = self.manager.restore(step, args=ocp.args.Composite(
+                        model=ocp.args.StandardRestore(target_model),
+                        opt=ocp.args.StandardRestore(target_opt),
+                        meta=ocp.args.JsonRestore()))
+                except Exception as e:
+                    why = _short(e)
+                # Each process reads its own shards: all must have succeeded before the
+                # (collective) verification, and all must take the same decision.
+                why = _agree(why, "another process could not read it")
+                if why is None:
+                    try:
+                        self._verify(step, r.model, r.opt, dict(r.meta))
+                        data_iter.set_state(self._iterator_state(step))
+                    except Exception as e:
+                        why = str(e) if isinstance(e, CorruptCheckpointError) else _short(e)
+                    why = _agree(why, "another process rejected it")
+                if why is not None:
+                    logging.warning("checkpoint at step %d in %s is unusable (%s); setting it "
+                                    "aside and trying the previous one", step, self.directory,
+                                    why)
+                    rejected.append(f"step {step}: {why}")
+                    continue
+                self._set_aside(s for s in self.all_steps() if s > step)
+                return nnx.State({"model": r.model, "optimizer": r.opt}), dict(r.meta)
+            self._set_aside(self.all_steps())
+            if rejected:
+                self._start_over(rejected, history)
+            return None
+
+    def _verify(self, step: int, model: Any, opt: Any, meta: dict[str, Any]) -> None:
+        """Raises :class:`CorruptCheckpointError` unless the restored state is the saved one."""
+        digest, nonfinite = _digest((model, opt))
+        if nonfinite:
+            raise CorruptCheckpointError(
+                f"non-finite values in {', '.join(nonfinite[:3])}"
+                + (f" and {len(nonfinite) - 3} more" if len(nonfinite) > 3 else ""))
+        saved = meta.get("state_sha256")
+        if saved is not None and saved != digest:
+            raise CorruptCheckpointError(
+                f"the restored state does not match the fingerprint saved with it "
+                f"(sha256 {digest[:12]}… != {saved[:12]}…): its files were damaged after "
+                "the write")
+
+    def _start_over(self, rejected: list[str], history: Sequence[str | Path]) -> None:
+        """Moves the lost run's ``history`` aside and says plainly that the run starts over."""
+        aside = self.directory.with_name(self.directory.name + ".unreadable")
+        dest = aside / time.strftime("history-%Y%m%d-%H%M%S", time.gmtime())
+        moved = []
+        if jax.process_index() == 0:  # the history files are process 0's
+            for p in map(Path, history):
+                if p.exists():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(p), dest / p.name)
+                    moved.append(p.name)
+        logging.warning(
+            "STARTING OVER FROM STEP 0: none of the %d checkpoint(s) in %s could be used (%s). "
+            "They are kept in %s%s.", len(rejected), self.directory, "; ".join(rejected), aside,
+            f"; the previous run's {' and '.join(moved)} moved to {dest}" if moved else "")
 
     def _iterator_state(self, step: int) -> dict[str, Any]:
         """This process's data-iterator state at ``step``, whatever the saving process count.
@@ -126,20 +277,24 @@ class Checkpointer:
         return states[0]
 
     def _set_aside(self, steps: Any) -> None:
-        """Moves unreadable checkpoints to ``<directory>.unreadable/`` (kept for inspection).
+        """Moves unusable checkpoints to ``<directory>.unreadable/`` (kept for inspection).
 
-        The run will save those steps again, which orbax refuses while they exist.
+        The run will save those steps again, which orbax refuses while they exist. A step set
+        aside before keeps its copy: the new one gets a numbered name (``<step>.1``, ...).
         """
-        moved = False
-        for step in list(steps):
+        steps = list(steps)
+        for step in steps if jax.process_index() == 0 else []:  # one mover on a shared disk
             dest = self.directory.with_name(self.directory.name + ".unreadable") / str(step)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                shutil.rmtree(dest)
+            n = 0
+            while dest.exists():
+                n += 1
+                dest = dest.with_name(f"{step}.{n}")
             shutil.move(str(self.directory / str(step)), dest)
-            logging.warning("moved the unreadable checkpoint of step %d to %s", step, dest)
-            moved = True
-        if moved:
+            logging.warning("moved the unusable checkpoint of step %d to %s", step, dest)
+        if steps and jax.process_count() > 1:  # the others wait until the move is done
+            multihost_utils.sync_global_devices("astroflax_checkpoints_set_aside")
+        if steps:
             self.manager.reload()
 
     def close(self) -> None:

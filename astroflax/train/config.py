@@ -20,6 +20,8 @@ from astroflax.nn.spec import M_DIV_FORMS, parse_m_div
 #: Keys of ``config.model`` that are not model-constructor keywords.
 _MODEL_META = ("name",)
 SCHEDULES = ("cosine", "constant")
+#: Datasets that read ``config.data.max_len`` (the sequence length); the others ignore it.
+TEXT_DATASETS = ("imdb", "wikitext2")
 #: ``config.mesh`` of a config that has none: every device on ``data`` (data parallelism).
 DEFAULT_MESH = {"axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
                 "num_devices": None}
@@ -145,6 +147,12 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     if cfg["data"].get("augment"):
         _check(_get(cfg, "data.name") in ("digits", "cifar10"), "data.augment",
                "False for text datasets (random crop + flip is for images)", True)
+    if cfg["data"].get("max_len") is not None:
+        _check(_get(cfg, "data.name") in TEXT_DATASETS, "data.max_len",
+               f"unset for {_get(cfg, 'data.name')} (images have no sequence length; it is "
+               f"used by {TEXT_DATASETS})", cfg["data"]["max_len"])
+        _check(isinstance(cfg["data"]["max_len"], int) and cfg["data"]["max_len"] > 0,
+               "data.max_len", "a positive int", cfg["data"]["max_len"])
     name = _get(cfg, "model.name")
     _check(name in list_models(), "model.name", f"one of {list_models()}", name)
     attention = _get(cfg, "model.attention")
@@ -214,3 +222,20 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
            "train.eval_every_steps", "an int >= 0 (0 = once per epoch)", t["eval_every_steps"])
     _check(0 < t["target_accuracy"] <= 1, "train.target_accuracy", "in (0, 1]",
            t["target_accuracy"])
+
+
+def validate_against_data(cfg: Any, ds: Any) -> None:
+    """Checks of the config that need the loaded data (before anything is compiled).
+
+    Args:
+      cfg: the run config.
+      ds: its loaded :class:`astroflax.data.Dataset` (``num_train`` examples).
+
+    Raises:
+      ConfigError: ``train.batch_size`` larger than the training set (each step would wrap
+        around the data several times, so "epochs" would lose their meaning).
+    """
+    b = cfg["train"]["batch_size"]
+    _check(b <= ds.num_train, "train.batch_size",
+           f"at most the {ds.num_train} training examples of {ds.name} (or raise "
+           "config.data.num_train)", b)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -50,12 +49,13 @@ from jax.sharding import NamedSharding
 from astroflax.data import load_dataset, train_iterator
 from astroflax.data.pipeline import Dataset, describe, eval_batches
 from astroflax.train import metrics as metrics_lib
-from astroflax.train.checkpoint import Checkpointer
+from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
 from astroflax.train.config import (
     ConfigError,
     mesh_config,
     model_overrides,
     run_device_count,
+    validate_against_data,
     validate_config,
 )
 from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
@@ -68,6 +68,7 @@ from astroflax.train.steps import (
     make_train_step,
     state_shardings,
 )
+from astroflax.train.workdir import lock_workdir
 
 #: Exit status of ``experiments.run`` when a run stopped on SIGTERM or Ctrl-C after saving a
 #: checkpoint: rerunning the same command resumes it. (75 is ``EX_TEMPFAIL`` of BSD's
@@ -247,14 +248,7 @@ def params_fingerprint(state: nnx.State) -> str:
 
     A collective when parameters span several processes (every process must call it).
     """
-    h = hashlib.sha256()
-    params = nnx.filter_state(state.model, nnx.Param)
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        h.update(jax.tree_util.keystr(path).encode())
-        if not leaf.is_fully_addressable:
-            leaf = multihost_utils.process_allgather(leaf, tiled=True)
-        h.update(np.asarray(jax.device_get(leaf)).tobytes())
-    return h.hexdigest()
+    return tree_fingerprint(nnx.filter_state(state.model, nnx.Param))
 
 
 def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding, batch_size: int
@@ -386,7 +380,8 @@ class _Run:
         """Everything before the first step; config problems raise ConfigError early."""
         cfg, t = self.cfg, self.cfg.train
         validate_config(cfg)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Creates the workdir; refuses one that another live run is using.
+        self.lock = lock_workdir(self.workdir)
         cfg_json = _config_json(cfg)
         _check_workdir(self.workdir, cfg_json)
         if self.chief:
@@ -404,6 +399,7 @@ class _Run:
             raise ConfigError(f"config.mesh: {e}") from None
 
         self.ds = ds = load_dataset(cfg.data.to_dict())
+        validate_against_data(cfg, ds)
         logging.info("data: %s", describe(ds))
         model_kw = model_overrides(cfg.model, ds.model_overrides)
         steps_per_epoch = max(ds.num_train // t.batch_size, 1)
@@ -438,7 +434,9 @@ class _Run:
     # ---- restore: the newest readable checkpoint, the reports cut back to it -------------
     def restore(self) -> None:
         """Continues from the newest readable checkpoint, if any (else from step 0)."""
-        restored = self.ckpt.restore_latest(self.state, self.it)
+        restored = self.ckpt.restore_latest(
+            self.state, self.it,
+            history=[self.workdir / "metrics.jsonl", self.workdir / "tensorboard"])
         meta: dict[str, Any] = {}
         if restored is not None:
             state, meta = restored
@@ -641,6 +639,7 @@ class _Run:
                     self.writer.records, self.workdir / "curves.png",
                     eval_key="eval_perplexity" if ds.task == "lm" else "eval_accuracy",
                     title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
+        self.lock.release()  # after the last checkpoint and report are written
         return summary
 
 

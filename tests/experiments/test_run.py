@@ -16,6 +16,7 @@ from astroflax.train import EXIT_PREEMPTED, validate_config
 from astroflax.train.config import model_overrides
 from astroflax.train.metrics import read_metrics
 from experiments import run
+from experiments.configs import common
 from tests.helpers import REPO
 
 CONFIGS = sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.py")
@@ -128,3 +129,38 @@ def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(
     assert got["final"] == expected["final"] and got["best"] == expected["best"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "examples_per_sec"} for r in rs]  # noqa: E731
     assert strip(read_metrics(work / "metrics.jsonl")) == strip(read_metrics(ref / "metrics.jsonl"))
+
+
+def test_help_exits_0_and_lists_every_config_and_every_config_field_with_a_line():
+    out = subprocess.run([sys.executable, "-m", "experiments.run", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    for name in CONFIGS:
+        assert any(ln.split()[:1] == [name] for ln in lines), name
+    fields = run._flatten(common.base_config("x"))
+    assert set(fields) == set(run.FIELD_HELP)             # no field without its line
+    for field in fields:
+        line = next(ln for ln in lines if ln.split()[:1] == [field])
+        assert run.FIELD_HELP[field] in line
+    assert "--workdir" in out.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config.train.lerning_rate=1"],
+     "error: --config.train.lerning_rate: the config has no field 'lerning_rate'; did you mean "
+     "learning_rate?"),
+    (["--config=digits_astro:bogus"], "config argument 'bogus': expected nothing or 'smoke'"),
+    (["--config.train.batch_size=1.5"], "--config.train.batch_size=1.5"),
+    (["--config=digits_astro:smoke", "--workdir={tmp}/file"], "is a file, not a directory"),
+])
+def test_a_bad_command_line_gets_one_paragraph_and_a_non_zero_exit(tmp_path, args, expected):
+    (tmp_path / "file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last, out.stderr[-3000:]

@@ -66,6 +66,7 @@ def test_wikitext2_smoke_on_generated_raw_files_reports_the_word_fallback(tmp_pa
     cfg = smoke("wikitext2_astro", "wikitext2")
     cfg.data.data_dir = str(tmp_path / "data")
     cfg.data.max_len = 4                          # the generated corpus is ~30 tokens
+    cfg.train.batch_size = 4                      # ... so 5 training windows
     summary = train_and_evaluate(cfg, tmp_path / "run")
     s, _ = check_reports(tmp_path / "run", "lm")
     assert summary["tokenizer"] == s["tokenizer"] == "word"
