@@ -3,7 +3,7 @@
 Command: ``python -m benchmarks.biology [--json PATH] [--repeats N]``. Simulates 10 rates
 (1-10 Hz) x 8 seeds x 400 s at dt = 1 ms (32 M model steps, each with 20 synapses) as one
 jit-compiled, vmapped scan, and fits alpha on it as ``experiments.biology_calcium`` does.
-Goal (issue 6): <= 60 s after compilation on 2 CPU cores.
+Goal: <= 60 s after compilation on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The bidirectionally coupled astrocyte–neuron (AN) model as one ``lax.scan`` over time.
 
 Wade et al., PLoS ONE 2011 and Front. Comput. Neurosci. 2012 (their Eqs. 1-15), in the form of
-the authors' lab's MATLAB (SPEC §6). Per step of length dt, in this order (the lab's order, so
+the authors' lab's MATLAB (docs/model.md §6). Per step of length dt, in this order (the lab's order, so
 that at dt = 1 ms the update is exactly the lab's forward-Euler scheme):
 
 1. PR = clip(PR(0) (1 + (DSE + eSP) / 100), 0, 1) per neuron, DSE = K_AG * AG   (Eq. 15)
@@ -16,7 +16,7 @@ that at dt = 1 ms the update is exactly the lab's forward-Euler scheme):
    the last 300 ms (see ``ANParams.glu_release`` for the lab's latched variant)    (Eq. 14)
 8. eSP += (-eSP + m_eSP Glu) dt/tau_eSP, with the old Glu                         (Eq. 15)
 
-Discretisation (SPEC §6): events are pulses of a fixed 1 ms (``event_duration``), so their effect
+Discretisation (docs/model.md §6): events are pulses of a fixed 1 ms (``event_duration``), so their effect
 does not scale with dt, and Poisson spikes have probability r*dt per step; halving dt converges.
 
 Precision. The state is float32 by default, chosen deliberately and measured: at 5 Hz, float32
@@ -116,7 +116,7 @@ def step(state: ANState, u: jax.Array, rate_dt: jax.Array, p: ANParams) -> ANSta
     """
     dtype = state.ca.dtype
     dt = p.dt
-    # 1-2: release probability, then releases (Wade et al. 2012, Eq. 15; SPEC §6).
+    # 1-2: release probability, then releases (Wade et al. 2012, Eq. 15; docs/model.md §6).
     dse = p.k_ag * state.ag
     pr = jnp.clip(p.pr0 * (1.0 + (dse + state.esp) / 100.0), 0.0, 1.0)
     n_rel = jnp.sum(u < (rate_dt * pr)[:, None], axis=-1).astype(dtype)

@@ -1,6 +1,6 @@
 """Parameters of the astrocyte–neuron (AN) model, with units, defaults and their sources.
 
-Defaults are those of ``shared/SPEC.md`` §6, which restates the public MATLAB implementation of
+Defaults are those of docs/model.md §6, which restates the public MATLAB implementation of
 the authors' lab (NeuroCompLab-psu, ``Astromorphic_Self_Repair/MATLAB``; dt = 1 ms) of the model
 of Wade et al., PLoS ONE 6:e29445 (2011) and Front. Comput. Neurosci. 6:76 (2012), with the
 Li & Rinzel, J. Theor. Biol. 166:461 (1994) reduction of the De Young–Keizer IP3 receptor.
@@ -26,12 +26,12 @@ class ANParams:
 
     # --- Simulation -------------------------------------------------------------------------
     dt: float = 1e-3
-    """Integration step, s. 1 ms is the lab's scheme exactly (SPEC §6, discretisation)."""
+    """Integration step, s. 1 ms is the lab's scheme exactly (docs/model.md §6, discretisation)."""
     event_duration: float = 1e-3
     """Duration of every pulse event (release current, 2-AG and glutamate increments), s.
     Fixed at the lab's 1 ms independently of ``dt`` so the model converges as dt -> 0."""
 
-    # --- Topology (SPEC §6: one astrocyte, two neurons, 10 synapses each) -----------------------
+    # --- Topology (docs/model.md §6: one astrocyte, two neurons, 10 synapses each) -----------------------
     n_neurons: int = 2
     """Postsynaptic neurons whose synapses the astrocyte ensheaths."""
     synapses_per_neuron: int = 10
@@ -67,7 +67,7 @@ class ANParams:
     tau_ip3_s: float = 7.0
     """IP3 relaxation time constant, s."""
     r_ip3_per_s: float = 0.5
-    """IP3 production per uM of 2-AG, 1/s (SPEC quotes uM/s: rate times a concentration)."""
+    """IP3 production per uM of 2-AG, 1/s (docs/model.md §6 quotes uM/s: rate times a concentration)."""
 
     # --- Li-Rinzel Ca2+ (Li & Rinzel 1994; Wade et al. 2012, Eqs. 8-13) ------------------------
     r_c_per_s: float = 6.0
@@ -99,8 +99,8 @@ class ANParams:
     glu_refractory_s: float = 0.3
     """Minimum interval between two glutamate releases, s (lab: ``t > t_Ca + 300`` steps)."""
     glu_release: GluRelease = "threshold"
-    """``"threshold"``: release whenever Ca >= threshold and the refractory has elapsed (SPEC's
-    "Ca above 0.3 uM releases glutamate"). ``"latched"``: the lab's MATLAB literally, where after
+    """``"threshold"``: release whenever Ca >= threshold and the refractory has elapsed
+    (docs/model.md §6: "Ca above 0.3 uM releases glutamate"). ``"latched"``: the lab's MATLAB literally, where after
     the first crossing a release follows every refractory period whatever Ca does."""
     tau_glu_s: float = 0.1
     """Glutamate decay time constant, s."""
@@ -157,7 +157,7 @@ class ANParams:
                 raise ValueError(f"ANParams.{name} must be an int >= 1, got {value!r}")
         if self.dt > self.event_duration:
             # A pulse shorter than one step would be smeared over the step: the scheme's
-            # convergence argument (SPEC §6) assumes dt <= 1 ms.
+            # convergence argument (docs/model.md §6) assumes dt <= 1 ms.
             raise ValueError(
                 f"ANParams.dt must be <= event_duration ({self.event_duration}), got {self.dt!r}"
             )
