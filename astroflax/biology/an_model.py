@@ -1,8 +1,8 @@
 """The bidirectionally coupled astrocyte–neuron (AN) model as one ``lax.scan`` over time.
 
 Wade et al., PLoS ONE 2011 and Front. Comput. Neurosci. 2012 (their Eqs. 1-15), in the form of
-the authors' lab's MATLAB (docs/model.md §6). Per step of length dt, in this order (the lab's order, so
-that at dt = 1 ms the update is exactly the lab's forward-Euler scheme):
+the authors' lab's MATLAB (docs/model.md §6). Per step of length dt, in this order (the lab's
+order, so that at dt = 1 ms the update is exactly the lab's forward-Euler scheme):
 
 1. PR = clip(PR(0) (1 + (DSE + eSP) / 100), 0, 1) per neuron, DSE = K_AG * AG   (Eq. 15)
 2. each synapse releases with probability r*dt*PR (a Poisson spike, probability r*dt, times an
@@ -16,8 +16,9 @@ that at dt = 1 ms the update is exactly the lab's forward-Euler scheme):
    the last 300 ms (see ``ANParams.glu_release`` for the lab's latched variant)    (Eq. 14)
 8. eSP += (-eSP + m_eSP Glu) dt/tau_eSP, with the old Glu                         (Eq. 15)
 
-Discretisation (docs/model.md §6): events are pulses of a fixed 1 ms (``event_duration``), so their effect
-does not scale with dt, and Poisson spikes have probability r*dt per step; halving dt converges.
+Discretisation (docs/model.md §6): events are pulses of a fixed 1 ms (``event_duration``), so
+their effect does not scale with dt, and Poisson spikes have probability r*dt per step;
+halving dt converges.
 
 Precision. The state is float32 by default, chosen deliberately and measured: at 5 Hz, float32
 and float64 runs with the same random draws give 300-s mean Ca2+ that agree to 3e-6 (relative).

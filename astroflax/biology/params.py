@@ -31,7 +31,7 @@ class ANParams:
     """Duration of every pulse event (release current, 2-AG and glutamate increments), s.
     Fixed at the lab's 1 ms independently of ``dt`` so the model converges as dt -> 0."""
 
-    # --- Topology (docs/model.md §6: one astrocyte, two neurons, 10 synapses each) -----------------------
+    # --- Topology (docs/model.md §6: one astrocyte, two neurons, 10 synapses each) ---------
     n_neurons: int = 2
     """Postsynaptic neurons whose synapses the astrocyte ensheaths."""
     synapses_per_neuron: int = 10
@@ -67,7 +67,8 @@ class ANParams:
     tau_ip3_s: float = 7.0
     """IP3 relaxation time constant, s."""
     r_ip3_per_s: float = 0.5
-    """IP3 production per uM of 2-AG, 1/s (docs/model.md §6 quotes uM/s: rate times a concentration)."""
+    """IP3 production per uM of 2-AG, 1/s (docs/model.md §6 quotes uM/s: rate times a
+    concentration)."""
 
     # --- Li-Rinzel Ca2+ (Li & Rinzel 1994; Wade et al. 2012, Eqs. 8-13) ------------------------
     r_c_per_s: float = 6.0
@@ -100,8 +101,9 @@ class ANParams:
     """Minimum interval between two glutamate releases, s (lab: ``t > t_Ca + 300`` steps)."""
     glu_release: GluRelease = "threshold"
     """``"threshold"``: release whenever Ca >= threshold and the refractory has elapsed
-    (docs/model.md §6: "Ca above 0.3 uM releases glutamate"). ``"latched"``: the lab's MATLAB literally, where after
-    the first crossing a release follows every refractory period whatever Ca does."""
+    (docs/model.md §6: "Ca above 0.3 uM releases glutamate"). ``"latched"``: the lab's MATLAB
+    literally, where after the first crossing a release follows every refractory period
+    whatever Ca does."""
     tau_glu_s: float = 0.1
     """Glutamate decay time constant, s."""
     r_glu_um_per_s: float = 10.0

@@ -19,9 +19,10 @@ def _lab_reference(u, rate, latched):
 
     Differences, all deliberate: a spike and its release are decided by one uniform,
     ``u < r dt PR`` (the same probability as the lab's two draws, and the draws ``simulate``
-    uses); both neurons have the 2-step refractory of the lab's N1 (its N2 has 1 step, docs/model.md §6 says
-    2 ms); no faulty synapses; with ``latched=False`` glutamate needs Ca above threshold at the
-    release step (the reading of docs/model.md §6) instead of the lab's "ever crossed".
+    uses); both neurons have the 2-step refractory of the lab's N1 (its N2 has 1 step,
+    docs/model.md §6 says 2 ms); no faulty synapses; with ``latched=False`` glutamate needs Ca
+    above threshold at the release step (the reading of docs/model.md §6) instead of the lab's
+    "ever crossed".
     """
     dt, ip3s, r_ip3, r_glu, r_ag = 0.001, 0.16, 0.5, 10.0, 0.8
     tau_ip3, tau_ag, tau_glu, tau_esp = 7.0, 10.0, 0.1, 40.0

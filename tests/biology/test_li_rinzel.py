@@ -7,7 +7,7 @@ from scipy.optimize import brentq
 from astroflax.biology import li_rinzel
 from astroflax.biology.params import ANParams
 
-# The constants of docs/model.md §6, retyped here so the reference does not share code with the model.
+# The constants of docs/model.md §6, retyped so the reference shares no code with the model.
 RC, RL, C0, C1, VER, KER = 6.0, 0.11, 2.0, 0.185, 0.8, 0.1
 D1, D2, D3, D5, A2 = 0.13, 1.049, 0.9434, 0.08234, 0.2
 
