@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from astroflax.kernels import astro_attention, linear_attention
+from astroflax.kernels.astro import running_sum
 from tests.helpers import random_qkv
 
 T, BAD = 8, 5  # token 5 of 8 is corrupted; rows 0..4 must not notice
@@ -54,3 +55,19 @@ def test_linear_attention_causal_value_inf_stays_in_the_future():
     np.testing.assert_array_equal(out[:, :BAD], clean[:, :BAD])
     # Rows that see v = +inf with positive scores are +inf, as in the direct formula.
     assert np.all(out[:, BAD:] == np.inf)
+
+
+@pytest.mark.parametrize("length", [1, 3, 7, 10, 29])   # below, at and past block multiples
+@pytest.mark.parametrize("reverse", [False, True])
+def test_running_sum_is_numpy_cumsum_and_strictly_ordered(length, reverse):
+    x = np.random.default_rng(length).normal(size=(length, 2))
+    want = np.cumsum(x[::-1], axis=0)[::-1] if reverse else np.cumsum(x, axis=0)
+    got = np.asarray(running_sum(jnp.asarray(x), reverse=reverse, block=3))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # A NaN in row j reaches rows >= j only (rows <= j with reverse), never the others.
+    j = length // 2
+    poisoned = np.asarray(running_sum(jnp.asarray(x).at[j].set(jnp.nan), reverse=reverse,
+                                      block=3))
+    untouched = slice(j + 1, None) if reverse else slice(0, j)
+    np.testing.assert_array_equal(poisoned[untouched], got[untouched])
+    assert np.all(np.isnan(poisoned[: j + 1] if reverse else poisoned[j:]))
