@@ -13,10 +13,9 @@ Command: ``python -m benchmarks.kernels [--quick] [--clock wall|cpu] [--json PAT
    computation materialising all T prefix states (``mode="parallel"``).
 4. ``astro_positional`` time at 2L against L.
 5. Causal fwd+bwd (sigmoid, alpha, pos_keys on; ``chunk`` mode at several chunk sizes) against
-   causal linear attention fwd+bwd, at T and T/4, with an estimated floor for this CPU: the
-   time of two fused sigmoid passes over the ``T·m·d`` prefix-state elements per head (forward
-   and the backward's sigmoid derivative) plus eight plain elementwise passes (running sums,
-   read, and their derivatives), measured here on the same element count.
+   causal linear attention fwd+bwd, at T and T/4, with an estimated floor for this CPU (see
+   :func:`floor_estimate`: two sigmoid passes and eight plain passes over the ``T·m·d``
+   prefix-state elements per head, measured here).
 
 ``--quick`` shrinks T to 4096 and the positional length to 8192 (the README's first-run job,
 a few minutes on 2 cores); ``--smoke`` runs every section at toy sizes (for the test suite).
@@ -170,24 +169,31 @@ def causal_train_rows(lengths: list[int], chunk_sizes: list[int], repeats: int,
 
 
 def floor_estimate(T: int, repeats: int, clock: str, chunk: int = 32) -> float:
-    """Seconds of 2 fused sigmoid passes + 8 plain passes over ``B·H·T·m·d`` elements.
+    """Seconds of 2 sigmoid passes + 8 plain passes over the ``B·H·T·m·d`` prefix elements.
 
-    The passes stream chunk-sized blocks (``[chunk, m, d]`` per head, as the kernel does), so
-    they see the same cache behaviour; each reads a stored block and writes a scalar per block
-    row, the least any pass over materialised prefix states can do.
+    One pass = what each step of the kernel must at least do per chunk and head: form the
+    ``[chunk, m, d]`` block from ``[chunk, m]`` and ``[chunk, d]`` rows (the outer product) and
+    contract it with a ``[chunk, m]`` row, with (sigmoid pass) or without (plain pass) a
+    sigmoid in between. The forward needs a sigmoid pass, the backward its derivative (a
+    second); the running sums, the read and their derivatives are about eight plain passes.
+    Blocks are made on the fly inside a scan over chunks, as in the kernel, so the estimate
+    sees the kernel's cache behaviour rather than main-memory bandwidth.
     """
-    blocks = jax.random.normal(jax.random.key(2), (B * H, T // chunk, chunk, M * D),
-                               jnp.float32)
+    keys = jax.random.split(jax.random.key(2), 3)
+    rows = [jax.random.normal(kk, (B * H, T // chunk, chunk, M), jnp.float32) for kk in keys]
 
     def streamed(op):
-        def one_head(x):
-            return jax.lax.scan(lambda c, b: (c, jnp.sum(op(b), axis=-1)), 0.0, x)[1]
+        def block(x, v, q):
+            return jnp.einsum("tm,tmd->td", q, op(x[:, :, None] * v[:, None, :]))
+
+        def one_head(x, v, q):
+            return jax.lax.scan(lambda c, xs: (c, block(*xs)), 0.0, (x, v, q))[1]
         return jax.jit(jax.vmap(one_head))
 
     sigmoid_pass = streamed(jax.nn.sigmoid)
-    plain_pass = streamed(lambda b: b * 1.5 + 0.5)
-    return (2 * best_time(sigmoid_pass, blocks, repeats=repeats, clock=clock)
-            + 8 * best_time(plain_pass, blocks, repeats=repeats, clock=clock))
+    plain_pass = streamed(lambda b: b)
+    return (2 * best_time(sigmoid_pass, *rows, repeats=repeats, clock=clock)
+            + 8 * best_time(plain_pass, *rows, repeats=repeats, clock=clock))
 
 
 def main(argv: list[str] | None = None) -> None:

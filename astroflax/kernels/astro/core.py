@@ -117,7 +117,7 @@ def prefix_states(state: AstroState, k_feat: Array, v: Array,
     """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
 
     Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long
-    sequence. Running sums (``cumsum``), never a 0/1 triangular matmul: a later token's
+    sequence. Running sums (:func:`running_sum`), never a 0/1 triangular matmul: a later token's
     non-finite outer product times 0 would be NaN in every earlier state.
     """
     x = _presynaptic(k_feat, pos_feat)
