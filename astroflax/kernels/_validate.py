@@ -24,6 +24,30 @@ def dtype_of(x: Any) -> np.dtype:
     return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
+def check_arrays(names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
+    """Checks each of ``arrays`` is an array (jax, NumPy or a tracer), not a Python list.
+
+    Lists are refused rather than converted: their dtype would be a guess (float64 or float32
+    depending on ``jax_enable_x64``).
+    """
+    for name, x in zip(names, arrays, strict=True):
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            fail(name, "a jax or NumPy array (wrap a list in jnp.asarray with the dtype you "
+                 "want)", type(x).__name__)
+
+
+def check_same_dtype(names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
+    """Checks ``arrays`` share one dtype: mixed inputs are refused, never silently promoted.
+
+    Which precision attention runs in is the caller's explicit choice.
+    """
+    dtypes = [np.dtype(x.dtype) for x in arrays]
+    if len(set(dtypes)) > 1:
+        fail("/".join(names), "one dtype for all of them (cast them to one, e.g. "
+             "x.astype(jnp.float32))",
+             ", ".join(f"{n}: {d}" for n, d in zip(names, dtypes, strict=True)))
+
+
 def check_mask(mask: Any, batch: int, seq: int) -> None:
     """Checks a padding mask is None or bool ``[batch, seq]`` (True = real token)."""
     if mask is None:

@@ -101,3 +101,20 @@ def test_random_feature_attention_matches_naive(per_head, causal, mode, alpha, s
             mask=mask, m_div=6.0, features=lambda x, Wh=Wh: positive_random_features(x, Wh),
             **kw))
     assert_close(out, jnp.concatenate(refs, axis=2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [3, 6])   # narrower and wider than n = 4
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_value_width_may_differ_from_query_width(d, causal):
+    q, k, v, _ = random_qkv(8, T=7, m=4, d=d)
+    mask = padding_mask(2, 7, [7, 5])
+    out = softmax_attention(q, k, v, causal=causal, mask=mask)
+    assert out.shape == v.shape
+    logits = jnp.einsum("bihn,bthn->bhit", q, k) / 2.0   # default scale 1/sqrt(n), n = 4
+    visible = mask[:, None, None, :]
+    if causal:
+        visible = visible & jnp.tril(jnp.ones((7, 7), bool))
+    weights = jax.nn.softmax(jnp.where(visible, logits, -jnp.inf), axis=-1)
+    direct = jnp.where(mask[:, :, None, None], jnp.einsum("bhit,bthd->bihd", weights, v), 0)
+    # dot_product_attention's softmax runs in float32 inside (as in the first test above).
+    assert_close(out, direct, rtol=1e-6)

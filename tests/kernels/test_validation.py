@@ -76,6 +76,28 @@ def test_softmax_bad_arguments():
         softmax_attention(q, k, v, mask=jnp.ones((2, 6)))
 
 
+@pytest.mark.parametrize("fn", [softmax_attention, astro_attention])
+def test_python_lists_are_refused_naming_the_argument(fn):
+    with pytest.raises(ValueError, match=r"q: expected a jax or NumPy array.*got list"):
+        fn(q.tolist(), k, v)
+    with pytest.raises(ValueError, match="v: expected a jax or NumPy array"):
+        fn(q, k, v.tolist())
+
+
+@pytest.mark.parametrize("fn", [softmax_attention, astro_attention])
+def test_mixed_dtypes_are_refused_not_promoted(fn):
+    with pytest.raises(ValueError, match=r"q/k/v: expected one dtype.*v: float32"):
+        fn(q, k, v.astype(jnp.float32))
+    with pytest.raises(ValueError, match=r"q/k/v: expected one dtype.*k: bfloat16"):
+        fn(q, k.astype(jnp.bfloat16), v)
+
+
+def test_softmax_accepts_a_nested_list_mask():
+    mask = [[True] * 6, [True] * 4 + [False] * 2]
+    assert_close(softmax_attention(q, k, v[..., :4], mask=mask),
+                 softmax_attention(q, k, v[..., :4], mask=jnp.asarray(mask)), rtol=0)
+
+
 def test_traced_alpha_is_refused_with_a_message_saying_it_is_static():
     import jax
 

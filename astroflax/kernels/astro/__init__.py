@@ -15,6 +15,8 @@ from astroflax.kernels.astro.core import (
     normalise,
     prefix_states,
     read,
+    running_sum,
+    sigmoid_prefix_read,
     write,
 )
 from astroflax.kernels.astro.parallel import parallel_astro
@@ -39,5 +41,7 @@ __all__ = [
     "read",
     "recurrent_astro",
     "resolve_mode",
+    "running_sum",
+    "sigmoid_prefix_read",
     "write",
 ]

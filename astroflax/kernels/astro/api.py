@@ -16,11 +16,13 @@ from jax import Array
 
 from astroflax.kernels._lift import lift_over_batch_and_heads
 from astroflax.kernels._validate import (
+    check_arrays,
     check_flag,
     check_mask,
     check_positive,
     check_positive_int,
     check_rank,
+    check_same_dtype,
     check_static_scalar,
     dtype_of,
     fail,
@@ -77,10 +79,12 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
         fail("layout", f"one of {LAYOUTS}", repr(layout))
     check_flag("causal", causal)
     check_flag("sigmoid", sigmoid)
+    check_arrays(("q", "k", "v"), (q, k, v))
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not jnp.issubdtype(dtype_of(x), jnp.floating):
             fail(name, "a floating-point array (float32, bfloat16, float64, ...)",
                  getattr(x, "dtype", type(x)))
+    check_same_dtype(("q", "k", "v"), (q, k, v))
     axes = "[batch, seq, heads, {}]" if layout == "BTHD" else "[batch, heads, seq, {}]"
     B, T, H, n = _to_bthd(check_rank("q", q, 4, axes.format("m")), layout)
     if T < 1 or n < 1:
@@ -180,7 +184,8 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
 
     Args:
       q, k: ``[B, T, H, n]`` queries and keys (``n`` = hidden neurons per head for ``"elu1"``).
-      v: ``[B, T, H, d]`` values.
+      v: ``[B, T, H, d]`` values. q, k and v are arrays of one floating dtype (lists and
+        mixed dtypes are refused; the sums run in float32, or float64 for float64 inputs).
       causal: query ``i`` sees only tokens ``t <= i`` (decoder).
       alpha: the Ca²⁺ exponent of Eq. 14, > 0 (the paper uses 0.25).
       sigmoid: apply Eq. 11's sigmoid; off gives linear-attention read-out.

@@ -9,6 +9,7 @@ lives in one place. Shapes are per head: ``q, k: [T, m]``, ``v: [T, d]``, state 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -16,10 +17,6 @@ import jax.numpy as jnp
 from jax import Array
 
 from astroflax.kernels.feature_maps import apply_feature_map, elu1
-
-#: Blocks up to this length take their prefix states by a triangular matmul, longer ones by
-#: cumsum (see :func:`prefix_states`).
-PREFIX_MATMUL_MAX_LEN = 256
 
 
 class AstroState(NamedTuple):
@@ -119,22 +116,96 @@ def prefix_states(state: AstroState, k_feat: Array, v: Array,
                   pos_feat: Array | None = None) -> AstroState:
     """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
 
-    Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long sequence.
+    Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long
+    sequence. Running sums (:func:`running_sum`), never a 0/1 triangular matmul: a later token's
+    non-finite outer product times 0 would be NaN in every earlier state.
     """
     x = _presynaptic(k_feat, pos_feat)
-    v = v.astype(state.S.dtype)
-    T = x.shape[0]
-    if T > PREFIX_MATMUL_MAX_LEN:  # long (parallel-mode) blocks: O(T·m·d) work, not O(T²·m·d)
-        S = state.S + jnp.cumsum(x[:, :, None] * v[:, None, :], axis=0)
-        return AstroState(S=S, z=state.z + jnp.cumsum(k_feat, axis=0))
-    # A chunk's prefix sum of the outer products x_t v_tᵀ as one [T, T] @ [T, m·d] matmul
-    # with a 0/1 lower-triangular matrix: on CPU a matmul's flops are far cheaper than the
-    # log(T) elementwise passes of a cumsum (one-off measurement: 2.3x faster forward, 1.4x fwd +
-    # backward at C=64, m=d=128), and the exact zeros above the diagonal keep a future
-    # token's gradient exactly zero.
-    lower = jnp.tril(jnp.ones((T, T), x.dtype))
-    S = state.S + jnp.einsum("it,tm,td->imd", lower, x, v)
-    return AstroState(S=S, z=state.z + lower @ k_feat)
+    S = state.S + running_sum(_outer(x, v.astype(state.S.dtype)))
+    return AstroState(S=S, z=state.z + running_sum(k_feat))
+
+
+#: Block length of :func:`running_sum`'s inner prefix sums (measured, benchmarks/README.md).
+RUNNING_SUM_BLOCK = 8
+
+
+def running_sum(x: Array, *, reverse: bool = False, block: int = RUNNING_SUM_BLOCK) -> Array:
+    """Inclusive prefix sums along axis 0 (suffix sums with ``reverse``), blocked.
+
+    ``lax.cumsum`` on XLA:CPU is a reduce-window whose cost grows with the length squared; here
+    it runs within blocks of ``block`` rows, and the block totals are summed the same way
+    (recursively) and added to the next blocks. Only additions, never a 0/1 mask multiplied
+    in: row ``i`` is a sum of rows ``<= i`` alone (``>= i`` with ``reverse``), so a non-finite
+    row changes no row before it.
+
+    Args:
+      x: ``[T, ...]``.
+
+    Returns:
+      ``[T, ...]``, row ``i`` = ``Σ_{t<=i} x_t`` (``Σ_{t>=i} x_t`` with ``reverse``).
+    """
+    length = x.shape[0]
+    if length <= block:
+        return jax.lax.cumsum(x, axis=0, reverse=reverse)
+    n = -(-length // block)
+    # Zero rows are appended at the end (after every real row, whichever the direction,
+    # since reverse sums of real rows start from the last real row).
+    padded = jnp.pad(x, [(0, n * block - length)] + [(0, 0)] * (x.ndim - 1))
+    blocks = jax.lax.cumsum(padded.reshape(n, block, *x.shape[1:]), axis=1, reverse=reverse)
+    totals = blocks[:, 0] if reverse else blocks[:, -1]
+    before = running_sum(totals, reverse=reverse, block=block)   # inclusive over blocks
+    zero = jnp.zeros_like(totals[:1])
+    # Exclusive: block j adds the totals of the blocks strictly before it (after, reversed).
+    offsets = (jnp.concatenate([before[1:], zero]) if reverse
+               else jnp.concatenate([zero, before[:-1]]))
+    out = blocks + offsets[:, None]
+    return out.reshape(n * block, *x.shape[1:])[:length]
+
+
+def _outer(x: Array, v: Array) -> Array:
+    # x_t v_tᵀ for every token: [T, m] x [T, d] -> [T, m, d] (elementwise, fuses with its user).
+    return x[:, :, None] * v[:, None, :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def sigmoid_prefix_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float) -> Array:
+    """``num_i = φ(q_i) @ σ((S0 + Σ_{t<=i} x_t v_tᵀ) / m_div)`` for a block of tokens (Eq. 11).
+
+    The numerator of the causal read with the sigmoid on, with a hand-written backward that
+    reuses the forward's ``H = σ(·)`` instead of differentiating through the prefix sums
+    (autodiff transposed every ``[T, m, d]`` intermediate several times; see
+    benchmarks/README.md). Every prefix is a running sum, so a later token — even a
+    non-finite one — never touches an earlier row.
+
+    Args:
+      S0: ``[m, d]`` trace of the tokens before the block; x: ``[T, m]`` presynaptic rates
+      ``φ(k) + φ(A)``; v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
+
+    Returns:
+      ``[T, d]`` numerators (the normaliser of Eq. 15–16 is applied by the caller).
+    """
+    return _sigmoid_prefix_read_fwd(S0, x, v, q_feat, m_div)[0]
+
+
+def _sigmoid_prefix_read_fwd(S0, x, v, q_feat, m_div):
+    H = jax.nn.sigmoid((S0 + running_sum(_outer(x, v))) * (1.0 / m_div))
+    numerator = jnp.einsum("tm,tmd->td", q_feat, H)
+    return numerator, (x, v, q_feat, H)
+
+
+def _sigmoid_prefix_read_bwd(m_div, residuals, d_numerator):
+    x, v, q_feat, H = residuals
+    d_q = jnp.einsum("tmd,td->tm", H, d_numerator)
+    # dL/dP_i = φ(q_i) dnum_iᵀ ⊙ σ'(P_i) / m_div, with σ' = σ(1 - σ) (as jax's logistic).
+    d_prefix = _outer(q_feat, d_numerator) * (H * (1 - H)) * (1.0 / m_div)
+    # Token t's outer product is in every prefix i >= t: its cotangent is the suffix sum.
+    d_outer = running_sum(d_prefix, reverse=True)
+    d_x = jnp.einsum("tmd,td->tm", d_outer, v)
+    d_v = jnp.einsum("tmd,tm->td", d_outer, x)
+    return d_outer[0], d_x, d_v, d_q
+
+
+sigmoid_prefix_read.defvjp(_sigmoid_prefix_read_fwd, _sigmoid_prefix_read_bwd)
 
 
 def hebbian_weights(S: Array, params: ReadParams) -> Array:
@@ -214,10 +285,21 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
     # `where`, not a 0/1 multiply, so a future token's cotangent is an exact zero.
     scores = jnp.where(visible, q_feat @ x.T, 0)
     v = v.astype(state.S.dtype)
-    numerator = (q_feat @ state.S + scores @ v) * (1.0 / params.m_div)
-    z = state.z + jnp.cumsum(k_feat, axis=0)
-    calcium = jnp.sum(q_feat * calcium_drive(z, params.alpha), axis=-1)
+    # The score matmul multiplies a later token's value by an exact 0, and 0 · inf = NaN. So
+    # non-finite values are taken out of the matmul and added back by a running sum, where
+    # they reach exactly the rows t <= i that see them (scores are > 0, so the sign of an
+    # infinity is kept, as in the direct formula). For finite values this adds exact zeros.
+    finite = jnp.isfinite(v)
+    numerator = (q_feat @ state.S + scores @ jnp.where(finite, v, 0)
+                 + running_sum(jnp.where(finite, 0, v))) * (1.0 / params.m_div)
+    calcium = _causal_calcium(state.z, q_feat, k_feat, params.alpha)
     return normalise(numerator, calcium, params.eps)
+
+
+def _causal_calcium(z0: Array, q_feat: Array, k_feat: Array, alpha: float) -> Array:
+    # c_i = φ(q_i)·(z0 + Σ_{t<=i} φ(k_t))**alpha (Eq. 13–15) for a block: [T].
+    z = z0 + running_sum(k_feat)
+    return jnp.sum(q_feat * calcium_drive(z, alpha), axis=-1)
 
 
 def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
@@ -236,10 +318,12 @@ def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
     Returns:
       ``(out [T, d], state after the block)``.
     """
-    if params.sigmoid:
-        states = prefix_states(state, k_feat, v, pos_feat)
-        return read(states, q_feat, params), AstroState(S=states.S[-1], z=states.z[-1])
-    out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
+    if not params.sigmoid:
+        out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
+        return out, write(state, k_feat, v, pos_feat)
+    numerator = sigmoid_prefix_read(state.S, _presynaptic(k_feat, pos_feat),
+                                    v.astype(state.S.dtype), q_feat, params.m_div)
+    out = normalise(numerator, _causal_calcium(state.z, q_feat, k_feat, params.alpha), params.eps)
     return out, write(state, k_feat, v, pos_feat)
 
 
