@@ -13,7 +13,9 @@ rerunning the same command resumes. One run at a time per workdir: a second is r
 the first is alive. ``--help`` lists the configs and every ``--config.*`` field.
 
 Expected failures (a mistyped field, a bad value, an unusable workdir, missing data, a
-diverged loss) end with one ``error: ...`` paragraph and exit status 1, never a traceback.
+diverged loss) end with one ``error: ...`` paragraph and exit status 1, never a traceback. A
+run stopped by SIGTERM or Ctrl-C saves a checkpoint and exits with status 75
+(:data:`astroflax.train.EXIT_PREEMPTED`): rerun the same command to resume it.
 Intentionally short: the work is in :func:`astroflax.train.train_and_evaluate`.
 """
 
@@ -31,6 +33,7 @@ from ml_collections import config_flags
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT = "digits_astro"
+
 
 def explain_flag_error(e: BaseException, argv: list[str]) -> str:
     """One paragraph for a command line that does not parse (no traceback).
