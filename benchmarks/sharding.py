@@ -53,7 +53,7 @@ def main() -> None:
         abstract_state,
         make_optimizer,
         make_schedule,
-        sharded_train_step,
+        make_train_step,
         state_shardings,
     )
     from benchmarks._common import machine
@@ -78,8 +78,8 @@ def main() -> None:
             graphdef, abstract = abstract_state(cfg.model.name, kw, tx, mesh,
                                                 tuple(cfg.mesh.rules))
 
-            params = shard_bytes(nnx.filter_state(abstract[0], nnx.Param))
-            opt = shard_bytes(abstract[1])
+            params = shard_bytes(nnx.filter_state(abstract.model, nnx.Param))
+            opt = shard_bytes(abstract.optimizer)
             bsh = batch_sharding(mesh, cfg.mesh)
             if task == "cifar10":
                 batch = {"inputs": jax.ShapeDtypeStruct((bs, 32, 32, 3), jnp.float32, sharding=bsh),
@@ -95,13 +95,13 @@ def main() -> None:
                          for k in ("inputs", "targets")}
                 kind = "lm"
             shardings = state_shardings(abstract)
-            step = sharded_train_step(shardings)
             placement = StepSharding.gather_over(abstract, tuple(cfg.mesh.batch_axes))
-            ma = step.lower(graphdef, abstract, batch, task=kind,
-                            placement=placement).compile().memory_analysis()
+            step = make_train_step(graphdef, task=kind, placement=placement,
+                                   shardings=shardings)
+            ma = step.lower(abstract, batch).compile().memory_analysis()
             # The same step leaving parameter placement to GSPMD (see StepSharding).
-            plain = step.lower(graphdef, abstract, batch,
-                               task=kind).compile().memory_analysis().temp_size_in_bytes
+            plain = make_train_step(graphdef, task=kind, shardings=shardings).lower(
+                abstract, batch).compile().memory_analysis().temp_size_in_bytes
             mib = 2.0 ** 20
             print(f"{task:<10} {n:>2} {params / mib:>15.2f} {opt / mib:>12.2f} "
                   f"{ma.argument_size_in_bytes / mib:>9.2f} {ma.output_size_in_bytes / mib:>8.2f} "

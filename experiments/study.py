@@ -115,47 +115,40 @@ def prepare(study: GridStudy, overrides: Mapping[str, Any]) -> dict[tuple[str, i
     return configs
 
 
-def evaluate_split(cfg: Any, path: Path, split: str) -> dict[str, float]:
-    """Metrics of a finished run's final parameters on another eval split (e.g. ``"test"``).
+def evaluate_split(path: Path, split: str) -> dict[str, float]:
+    """Metrics of a finished run's final parameters (its latest checkpoint) on ``split``.
 
-    Rebuilds the run's model and optimizer state, restores the newest checkpoint (the final
-    step's) and makes one exact pass over ``split``.
+    Exact sums over the split with the trainer's eval step, as the run's own evaluations.
     """
+    import math
+
     import jax
+    import jax.numpy as jnp
+    from flax import nnx
 
-    from astroflax.data import load_dataset, train_iterator
-    from astroflax.train.checkpoint import Checkpointer
-    from astroflax.train.config import mesh_config, model_overrides, run_device_count
-    from astroflax.train.loop import _evaluate
-    from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
-    from astroflax.train.steps import StepSharding, init_state, make_optimizer, make_schedule
+    from astroflax.data.pipeline import eval_batches
+    from astroflax.train.steps import eval_step
+    from experiments.evaluate import load_split
 
-    t = cfg.train
-    ds = load_dataset({**cfg.data.to_dict(), "eval_split": split})
-    mesh_cfg = mesh_config(cfg)
-    mesh = make_mesh(mesh_cfg, jax.devices()[:run_device_count(cfg)])
-    sharding = batch_sharding(mesh, mesh_cfg)
-    # The optimizer only has to give the checkpoint's state structure; the schedule's values
-    # are not used.
-    tx = make_optimizer(make_schedule(learning_rate=t.learning_rate, schedule=t.schedule,
-                                      warmup_steps=t.warmup_steps, total_steps=t.warmup_steps + 1),
-                        weight_decay=t.weight_decay, b1=t.b1, b2=t.b2,
-                        grad_clip_norm=t.grad_clip_norm)
-    graphdef, state = init_state(cfg.model.name, model_overrides(cfg.model, ds.model_overrides),
-                                 tx, cfg.seed, mesh=mesh, rules=tuple(mesh_cfg["rules"]))
-    it = train_iterator(ds, t.batch_size, seed=cfg.seed,
-                        rows=process_rows(sharding, t.batch_size))
-    ckpt = Checkpointer(path / "checkpoints", keep=t.keep_checkpoints)
-    try:
-        restored = ckpt.restore_latest(state, it)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise StudyError(f"{path}: no readable checkpoint to evaluate on {split!r}")
-    state, _ = restored
-    eval_bs = t.eval_batch_size or t.batch_size
-    return _evaluate(graphdef, state, ds, eval_bs, process_rows(sharding, eval_bs), sharding,
-                     StepSharding.gather_over(state, tuple(mesh_cfg["batch_axes"])))
+    class Holder(nnx.Module):
+        """The ``.model`` attribute the trainer's eval step reads from its state."""
+
+        def __init__(self, model: nnx.Module):
+            self.model = model
+
+    run = load_split(path, split, "latest")
+    t = run.config.train
+    graphdef, state = nnx.split(Holder(run.model))
+    totals: dict[str, jax.Array] | None = None
+    for batch in eval_batches(run.dataset, int(t.get("eval_batch_size") or t.batch_size)):
+        out = eval_step(graphdef, state, batch, task=run.dataset.task)
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    sums = {k: float(v) for k, v in (totals or {}).items()}
+    nll = sums["nll"] / sums["count"]
+    key = "eval_perplexity" if run.dataset.task == "lm" else "eval_accuracy"
+    value = math.exp(min(nll, 700.0)) if run.dataset.task == "lm" else \
+        sums["correct"] / sums["count"]
+    return {"eval_loss": nll, key: value, "step": run.step}
 
 
 def run_record(study: GridStudy, arm: str, seed: int, path: Path) -> dict[str, Any]:
@@ -222,7 +215,7 @@ def run_grid(study: GridStudy, workdir: Path, overrides: Mapping[str, Any] | Non
             line = "done earlier"
         extra_path = path / "extra_eval.json"
         if study.extra_eval and not extra_path.exists():
-            extra = {s: evaluate_split(cfg, path, s) for s in study.extra_eval}
+            extra = {s: evaluate_split(path, s) for s in study.extra_eval}
             extra_path.write_text(json.dumps(extra, indent=1) + "\n")
         done.append((arm, seed))
         _progress(i, len(grid), arm, seed, line, time.time() - start, trained)

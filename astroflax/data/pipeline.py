@@ -25,6 +25,7 @@ import grain
 import numpy as np
 from absl import logging
 
+from astroflax.data import archives
 from astroflax.data import code as code_lib
 from astroflax.data import text as text_lib
 from astroflax.data import wikitext as wikitext_lib
@@ -123,9 +124,9 @@ def tfds_source(name: str, split: str, data_dir: str | None) -> Any:
 
 
 def _cifar10(cfg: Mapping[str, Any]) -> Dataset:
-    """CIFAR-10 (TFDS ``cifar10``), normalised per channel; optional crop+flip augmentation."""
-    train_src = tfds_source("cifar10", "train", cfg.get("data_dir"))
-    test_src = tfds_source("cifar10", "test", cfg.get("data_dir"))
+    """CIFAR-10 (binary release or TFDS ``cifar10``), normalised per channel; crop+flip option."""
+    train_src, test_src = archives.release_or_tfds("cifar10", "cifar10", cfg.get("data_dir"),
+                                                   tfds_source)
 
     def prep(ex: Mapping[str, Any]) -> Example:
         img = (np.asarray(ex["image"], np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD
@@ -153,9 +154,9 @@ def augment_image(ex: Example, rng: np.random.Generator, pad: int = 4) -> Exampl
 
 
 def _imdb(cfg: Mapping[str, Any]) -> Dataset:
-    """IMDB reviews (TFDS ``imdb_reviews``): words -> ids (training-split vocabulary), length L."""
-    train_src = tfds_source("imdb_reviews", "train", cfg.get("data_dir"))
-    test_src = tfds_source("imdb_reviews", "test", cfg.get("data_dir"))
+    """IMDB (release or TFDS ``imdb_reviews``): words -> ids (training vocabulary), length L."""
+    train_src, test_src = archives.release_or_tfds("imdb", "imdb_reviews", cfg.get("data_dir"),
+                                                   tfds_source)
     n_tr = _limit(len(train_src), cfg.get("num_train"))
     n_te = _limit(len(test_src), cfg.get("num_eval"))
     # The vocabulary comes from the training reviews in use (all of them unless data.num_train

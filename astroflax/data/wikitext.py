@@ -114,9 +114,13 @@ def tokenize_wikitext(splits: dict[str, list[str]], tokenizer: str,
         ids = {k: np.asarray(enc.encode_ordinary("".join(v)), dtype=np.int32)
                for k, v in splits.items()}
         return ids, int(enc.n_vocab), "gpt2"
-    words = {k: _words(v) for k, v in splits.items()}
-    vocab: WordVocab = build_vocab([words["train"]], max_size=vocab_size, specials=(EOS, UNK))
-    return {k: vocab.encode(v) for k, v in words.items()}, len(vocab), "word"
+    vocab = word_vocab(splits["train"], vocab_size)
+    return {k: vocab.encode(_words(v)) for k, v in splits.items()}, len(vocab), "word"
+
+
+def word_vocab(train_lines: list[str], vocab_size: int | None = None) -> WordVocab:
+    """The word-level vocabulary of the training lines: ``<eos>``, ``<unk>``, then by count."""
+    return build_vocab([_words(train_lines)], max_size=vocab_size, specials=(EOS, UNK))
 
 
 def pack_windows(ids: np.ndarray, length: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The astrocytic positional term (paper Eq. 12; SPEC §3) in O(L·m²) time, O(L·m) memory.
+"""The astrocytic positional term (paper Eq. 12; docs/model.md §3) in O(L·m²) time, O(L·m) memory.
 
 Per head: ``P_ij = exp(-decay·|i - j|)`` (the paper says only "distance-based"; this is the
 form of the authors' follow-up RMAAT), ``D = M P Mᵀ [m, m]``, ``A = Mᵀ D [L, m]`` (the paper

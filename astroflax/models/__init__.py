@@ -5,7 +5,7 @@ One line asks for any model of the paper, its predecessor or an ablation::
     model = create_model("paper_cifar10", attention="kozachkov_iso")
     logits, aux = model(images)
 
-Presets (SPEC §7; where the paper is silent astroflax chooses, as noted per preset):
+Presets (docs/model.md §7; where the paper is silent astroflax chooses, as noted per preset):
 
 * ``paper_imdb``: encoder, 1 layer, 4 heads, ``D = 128``, length 400, ``m_div = 500·D``,
   GloVe 300-d input vectors projected to ``D`` (vocabulary 20 000: not stated in the paper).
@@ -18,7 +18,11 @@ Presets (SPEC §7; where the paper is silent astroflax chooses, as noted per pre
 All presets: post-LN (paper Eq. 2–3), FFN width ``4·D`` and dropout 0.1 for the paper presets
 (neither stated in the paper), 0 for the tiny ones. ``m_div`` is stored per preset as a factor
 of the width, so ``create_model("paper_imdb", features=64)`` gets ``m_div = 500·64`` unless
-``m_div=`` is given.
+``m_div=`` is given (in any form of :class:`astroflax.nn.AttentionSpec`: ``"m"``, ``"500D"``,
+``64000``; the variants that fix it, ``linear`` and ``kozachkov_rf``, keep ``1``).
+
+Fields of the attention spec are accepted as keywords too and replace the variant's
+(``create_model("tiny_imdb", attention="kozachkov_iso", alpha=0.5, mode="parallel")``).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from flax import nnx
 from astroflax.models.lm import AstroLM
 from astroflax.models.text import AstroTextClassifier
 from astroflax.models.vit import AstroViT
+from astroflax.nn.spec import ATTENTION_FIELDS, attention_spec
 
-#: name -> (model class, keyword arguments, m_div factor of the width or None).
+#: name -> (model class, keyword arguments (attention-spec fields among them), m_div factor of
+#: the width or None).
 PRESETS: dict[str, tuple[type[nnx.Module], dict[str, Any], float | None]] = {
     "paper_imdb": (AstroTextClassifier, {
         "vocab_size": 20_000, "num_classes": 2, "max_len": 400, "features": 128,
@@ -73,13 +79,18 @@ def model_kwargs(name: str, **overrides: Any) -> tuple[type[nnx.Module], dict[st
     cls, preset, factor = PRESETS[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters
                 if p not in ("self", "rngs")]
-    unknown = sorted(set(overrides) - set(accepted))
+    unknown = sorted(set(overrides) - set(accepted) - set(ATTENTION_FIELDS))
     if unknown:
         raise ValueError(f"{name} ({cls.__name__}) does not accept {unknown}; allowed: "
-                         f"{sorted(accepted)}")
-    kwargs = {**preset, **overrides}
-    if "m_div" not in overrides and factor is not None:
-        kwargs["m_div"] = factor * kwargs["features"]
+                         f"{sorted(accepted + list(ATTENTION_FIELDS))}")
+    kwargs = {k: v for k, v in {**preset, **overrides}.items() if k not in ATTENTION_FIELDS}
+    attention = kwargs.get("attention", "astro")
+    # A preset's attention settings (a chunk size) refine a variant named by string; a spec
+    # object is taken as given. Explicit keyword overrides win in both cases.
+    spec_fields = {k: v for k, v in preset.items()
+                   if k in ATTENTION_FIELDS and isinstance(attention, str)}
+    spec_fields.update({k: v for k, v in overrides.items() if k in ATTENTION_FIELDS})
+    kwargs["attention"] = attention_spec(attention, **spec_fields).with_paper_factor(factor)
     return cls, kwargs
 
 
@@ -89,7 +100,8 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides: Any) -
     Args:
       name: one of :func:`list_models`.
       rngs: initialisation (and dropout) streams; default ``nnx.Rngs(0)``.
-      **overrides: keyword arguments of the model class, replacing the preset's.
+      **overrides: keyword arguments of the model class, replacing the preset's, and fields
+        of :class:`astroflax.nn.AttentionSpec` replacing the variant's.
 
     Returns:
       The model; calling it returns ``(logits, aux)``.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -10,20 +9,26 @@ from flax import nnx
 from jax import Array
 
 from astroflax.nn.blocks import BlockStack
-from astroflax.nn.embed import AbsolutePositions, resolve_pos_embedding
+from astroflax.nn.embed import AbsolutePositions, embed_scale_factor, resolve_pos_embedding
+from astroflax.nn.spec import AttentionSpec
 
 
 class Trunk(nnx.Module):
     """Absolute positions (optional) + dropout + :class:`BlockStack`: ``[B, T, D] -> [B, T, D]``."""
 
     def __init__(self, *, features: int, num_layers: int, num_heads: int, max_len: int,
-                 causal: bool, attention: str, m_div: float | None, mode: str, chunk_size: int,
-                 mlp_dim: int | None, norm: str, dropout: float, pos_embedding: str,
-                 attention_options: Mapping[str, Any] | None, dtype: Any, param_dtype: Any,
-                 rngs: nnx.Rngs):
-        """Keyword arguments as in the models (see :class:`astroflax.models.AstroLM`)."""
+                 causal: bool, attention: AttentionSpec | str, mlp_dim: int | None, norm: str,
+                 dropout: float, pos_embedding: str, embed_scale: str | None, dtype: Any,
+                 param_dtype: Any, rngs: nnx.Rngs):
+        """Keyword arguments as in the models (see :class:`astroflax.models.AstroLM`).
+
+        ``embed_scale`` (token models; None for patches, added unscaled): the inputs are
+        multiplied by :func:`astroflax.nn.embed.embed_scale_factor` before positions are added.
+        """
         self.max_len = max_len
-        kind = resolve_pos_embedding(pos_embedding, attention, attention_options)
+        self.input_scale = 1.0 if embed_scale is None else embed_scale_factor(embed_scale,
+                                                                              features)
+        kind = resolve_pos_embedding(pos_embedding, attention)
         self.pos_embedding = kind
         self.positions = (None if kind == "none" else
                           AbsolutePositions(max_len, features, kind=kind,
@@ -31,9 +36,8 @@ class Trunk(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.stack = BlockStack(num_layers, features, num_heads, norm=norm, dtype=dtype,
                                 param_dtype=param_dtype, rngs=rngs, max_len=max_len,
-                                causal=causal, attention=attention, m_div=m_div, mode=mode,
-                                chunk_size=chunk_size, mlp_dim=mlp_dim, dropout=dropout,
-                                attention_options=attention_options)
+                                causal=causal, attention=attention, mlp_dim=mlp_dim,
+                                dropout=dropout)
 
     def check_length(self, T: int) -> None:
         """ValueError when ``T`` exceeds the model's ``max_len`` (``T_max``)."""
@@ -42,7 +46,9 @@ class Trunk(nnx.Module):
                              f"{self.max_len}; allowed: 1..{self.max_len}")
 
     def embed_positions(self, x: Array, start: Array | int = 0) -> Array:
-        """``x [B, T, D]`` plus absolute positions from ``start`` (if any), then dropout."""
+        """``x [B, T, D]`` · ``input_scale`` + positions from ``start`` (if any), then dropout."""
+        if self.input_scale != 1.0:
+            x = x * jnp.asarray(self.input_scale, x.dtype)
         if self.positions is not None:
             x = self.positions(x, start=start)
         return self.dropout(x)

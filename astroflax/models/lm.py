@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import logging
 from typing import Any
 
 import jax
@@ -12,28 +12,30 @@ from flax import nnx
 from jax import Array
 
 from astroflax.models._common import Trunk
-from astroflax.nn.attention import KVCache, RecurrentState
+from astroflax.nn.attention import DecodeState
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import TokenEmbedding
+from astroflax.nn.spec import AttentionSpec
 
-DecodeStates = tuple[RecurrentState | KVCache, ...]
+DecodeStates = tuple[DecodeState, ...]
+_log = logging.getLogger(__name__)
 
 
 class AstroLM(nnx.Module):
-    """Tokens ``[B, T]`` -> next-token logits ``[B, T, V]`` (paper's WikiText-2 model, SPEC §7).
+    """Tokens ``[B, T]`` -> next-token logits ``[B, T, V]`` (the paper's WikiText-2 model).
 
-    Every block is causal (SPEC §4: the gradient of output ``i`` with respect to any input
-    ``j > i`` is exactly zero). Generation prefills the prompt once, keeping each layer's
+    The paper's setup is docs/model.md §7. Every block is causal (docs/model.md §4: the gradient
+    of output ``i`` with respect to any input ``j > i`` is exactly zero) unless
+    ``causal=False``, a control only. Generation prefills the prompt once, keeping each layer's
     recurrent state (astro family: ``S, z``, O(m·d) per head; softmax: a KV cache of ``T_max``
     positions), then decodes token by token without re-running the prefix.
     """
 
     def __init__(self, vocab_size: int, *, max_len: int = 512, features: int = 768,
                  num_layers: int = 1, num_heads: int = 6, tie_embeddings: bool = True,
-                 attention: str = "astro", m_div: float | None = None, mode: str = "auto",
-                 chunk_size: int = 64, mlp_dim: int | None = None, norm: str = "post",
-                 dropout: float = 0.0, pos_embedding: str = "auto",
-                 attention_options: Mapping[str, Any] | None = None, dtype: Any = None,
+                 attention: AttentionSpec | str = "astro", mlp_dim: int | None = None,
+                 norm: str = "post", dropout: float = 0.0, pos_embedding: str = "paper",
+                 embed_scale: str = "sqrt_d", causal: bool = True, dtype: Any = None,
                  param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         """Builds the model.
 
@@ -42,18 +44,26 @@ class AstroLM(nnx.Module):
           features, num_layers, num_heads: width ``D``, depth, heads.
           tie_embeddings: output logits ``h @ Eᵀ`` with the input table ``E [V, D]``; else a
             separate ``[D, V]`` head.
-          attention, m_div, mode, chunk_size, mlp_dim, norm, dropout, pos_embedding,
-            attention_options, dtype, param_dtype, rngs: as in :class:`astroflax.models.AstroViT`.
+          embed_scale: ``"sqrt_d"`` (the default) multiplies token embeddings by ``√D`` before
+            absolute positions are added, as the original Transformer does: the table starts at
+            std ``D^-0.5``, so the scaled embeddings have std ≈ 1, comparable to a sinusoidal
+            table (std ≈ 0.71) instead of ~``√D``× smaller. ``"one"`` adds them unscaled.
+          causal: False makes every block non-causal, a decoder that sees the future: a control
+            only (a warning is logged; :meth:`generate` refuses it).
+          attention, mlp_dim, norm, dropout, pos_embedding, dtype, param_dtype, rngs: as in
+            :class:`astroflax.models.AstroViT`.
         """
-        self.vocab_size, self.max_len = vocab_size, max_len
+        if not causal:
+            _log.warning("AstroLM(causal=False): every position sees the future tokens; a "
+                         "control only, its perplexity is not a language model's")
+        self.vocab_size, self.max_len, self.causal = vocab_size, max_len, causal
         self.embed = TokenEmbedding(vocab_size, features, dtype=dtype, param_dtype=param_dtype,
                                     rngs=rngs)
         self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
-                           max_len=max_len, causal=True, attention=attention, m_div=m_div,
-                           mode=mode, chunk_size=chunk_size, mlp_dim=mlp_dim, norm=norm,
-                           dropout=dropout, pos_embedding=pos_embedding,
-                           attention_options=attention_options, dtype=dtype,
-                           param_dtype=param_dtype, rngs=rngs)
+                           max_len=max_len, causal=causal, attention=attention, mlp_dim=mlp_dim,
+                           norm=norm, dropout=dropout, pos_embedding=pos_embedding,
+                           embed_scale=embed_scale, dtype=dtype, param_dtype=param_dtype,
+                           rngs=rngs)
         self.head = None if tie_embeddings else dense(
             features, vocab_size, ("embed", "vocab"), dtype=dtype, param_dtype=param_dtype,
             rngs=rngs)
@@ -74,9 +84,9 @@ class AstroLM(nnx.Module):
         return self.logits_from_embeddings(self.embed(tokens), capture_calcium=capture_calcium)
 
     # ---------------------------------------------------------------- decoding
-    def init_state(self, batch_size: int) -> DecodeStates:
+    def init_decode_state(self, batch_size: int) -> DecodeStates:
         """Empty per-layer decoding states (position 0)."""
-        return self.trunk.stack.init_state(batch_size)
+        return self.trunk.stack.init_decode_state(batch_size)
 
     def prefill(self, tokens: Array) -> tuple[Array, DecodeStates]:
         """Causal pass over a prompt ``tokens [B, P]`` -> ``(logits [B, P, V], states)``."""
@@ -106,8 +116,12 @@ class AstroLM(nnx.Module):
           rng: a PRNG key, required when ``temperature > 0``.
 
         Raises:
-          ValueError: the total length exceeds ``max_len``, or sampling without ``rng``.
+          ValueError: the total length exceeds ``max_len``, sampling without ``rng``, or a
+            non-causal model.
         """
+        if not self.causal:
+            raise ValueError("generate needs a causal model; this AstroLM was built with "
+                             "causal=False (a control that sees the future)")
         P = prompt_tokens.shape[1]
         if P < 1 or max_new_tokens < 0 or P + max_new_tokens > self.max_len:
             raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} must be in "

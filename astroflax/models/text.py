@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,11 @@ from jax import Array
 from astroflax.models._common import Trunk, masked_mean
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import TokenEmbedding
+from astroflax.nn.spec import AttentionSpec
 
 
 class AstroTextClassifier(nnx.Module):
-    """Tokens ``[B, T]`` -> logits ``[B, num_classes]`` (paper's IMDB model, SPEC §7).
+    """Tokens ``[B, T]`` -> logits ``[B, num_classes]`` (paper's IMDB model, docs/model.md §7).
 
     An encoder over token embeddings (optionally GloVe-initialised, projected ``E -> D``);
     padding (``tokens == pad_id`` unless a mask is given) is masked in attention and excluded
@@ -27,10 +28,9 @@ class AstroTextClassifier(nnx.Module):
                  features: int = 128, num_layers: int = 1, num_heads: int = 4,
                  embed_dim: int | None = None, glove_path: str | Path | None = None,
                  vocab: Sequence[str] | None = None, freeze_embedding: bool = False,
-                 pad_id: int = 0, attention: str = "astro", m_div: float | None = None,
-                 mode: str = "auto", chunk_size: int = 64, mlp_dim: int | None = None,
-                 norm: str = "post", dropout: float = 0.0, pos_embedding: str = "auto",
-                 attention_options: Mapping[str, Any] | None = None, dtype: Any = None,
+                 pad_id: int = 0, attention: AttentionSpec | str = "astro",
+                 mlp_dim: int | None = None, norm: str = "post", dropout: float = 0.0,
+                 pos_embedding: str = "paper", embed_scale: str = "sqrt_d", dtype: Any = None,
                  param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         """Builds the model.
 
@@ -40,19 +40,19 @@ class AstroTextClassifier(nnx.Module):
           embed_dim, glove_path, vocab, freeze_embedding: see
             :class:`astroflax.nn.TokenEmbedding`.
           pad_id: the padding token (masked when no mask is passed).
-          attention, m_div, mode, chunk_size, mlp_dim, norm, dropout, pos_embedding,
-            attention_options, dtype, param_dtype, rngs: as in :class:`astroflax.models.AstroViT`.
+          embed_scale: see :class:`astroflax.models.AstroLM`.
+          attention, mlp_dim, norm, dropout, pos_embedding, dtype, param_dtype, rngs: as in
+            :class:`astroflax.models.AstroViT`.
         """
         self.pad_id = pad_id
         self.embed = TokenEmbedding(vocab_size, features, embed_dim=embed_dim,
                                     glove_path=glove_path, vocab=vocab, freeze=freeze_embedding,
                                     dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
-                           max_len=max_len, causal=False, attention=attention, m_div=m_div,
-                           mode=mode, chunk_size=chunk_size, mlp_dim=mlp_dim, norm=norm,
-                           dropout=dropout, pos_embedding=pos_embedding,
-                           attention_options=attention_options, dtype=dtype,
-                           param_dtype=param_dtype, rngs=rngs)
+                           max_len=max_len, causal=False, attention=attention, mlp_dim=mlp_dim,
+                           norm=norm, dropout=dropout, pos_embedding=pos_embedding,
+                           embed_scale=embed_scale, dtype=dtype, param_dtype=param_dtype,
+                           rngs=rngs)
         self.head = dense(features, num_classes, ("embed", None), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -12,22 +11,22 @@ from jax import Array
 from astroflax.models._common import Trunk
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import PatchEmbedding
+from astroflax.nn.spec import AttentionSpec
 
 
 class AstroViT(nnx.Module):
-    """Images ``[B, H, W, C]`` -> logits ``[B, num_classes]`` (paper's CIFAR-10 model, SPEC §7).
+    """Images ``[B, H, W, C]`` -> logits ``[B, num_classes]`` (the paper's CIFAR-10 model).
 
-    Patch tokens (``T = (H/p)·(W/p)``, the model's ``T_max``) pass an encoder of
-    :class:`astroflax.nn.TransformerBlock` s; the outputs are averaged over tokens and a linear
-    head gives the logits.
+    The paper's setup is docs/model.md §7. Patch tokens (``T = (H/p)·(W/p)``, the model's
+    ``T_max``) pass an encoder of :class:`astroflax.nn.TransformerBlock` s; the outputs are
+    averaged over tokens and a linear head gives the logits.
     """
 
     def __init__(self, num_classes: int, *, image_size: int = 32, in_channels: int = 3,
                  patch_size: int = 2, stem: bool = True, features: int = 256,
-                 num_layers: int = 8, num_heads: int = 8, attention: str = "astro",
-                 m_div: float | None = None, mode: str = "auto", chunk_size: int = 64,
-                 mlp_dim: int | None = None, norm: str = "post", dropout: float = 0.0,
-                 pos_embedding: str = "auto", attention_options: Mapping[str, Any] | None = None,
+                 num_layers: int = 8, num_heads: int = 8,
+                 attention: AttentionSpec | str = "astro", mlp_dim: int | None = None,
+                 norm: str = "post", dropout: float = 0.0, pos_embedding: str = "paper",
                  dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         """Builds the model.
 
@@ -35,11 +34,13 @@ class AstroViT(nnx.Module):
           num_classes: output classes. image_size: square input side (``T_max`` follows).
           in_channels: image channels. patch_size: ``p``. stem: the 3×3 conv stem.
           features, num_layers, num_heads: width ``D``, depth, heads.
-          attention: a variant of :data:`astroflax.nn.VARIANTS`.
-          m_div, mode, chunk_size, mlp_dim, norm, dropout, attention_options: see
-            :class:`astroflax.nn.TransformerBlock`.
-          pos_embedding: ``"auto"`` (none for variants with the astrocytic positional term,
-            sinusoidal otherwise), ``"none"``, ``"learned"`` or ``"sinusoidal"``.
+          attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
+            :data:`astroflax.nn.VARIANTS` (every layer alike; ``m_div="paper"`` in it resolves
+            to ``m`` here: :func:`astroflax.models.create_model` applies a preset's factor).
+          mlp_dim, norm, dropout: see :class:`astroflax.nn.TransformerBlock`.
+          pos_embedding: ``"paper"`` (the paper's mix: none for specs with the astrocytic
+            positional term, sinusoidal otherwise), ``"none"``, ``"sinusoidal"`` or
+            ``"learned"`` (std 0.02 at init). Patch tokens are added to it unscaled.
           dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
         """
         if image_size % patch_size:
@@ -50,10 +51,9 @@ class AstroViT(nnx.Module):
                                       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
                            max_len=(image_size // patch_size) ** 2, causal=False,
-                           attention=attention, m_div=m_div, mode=mode, chunk_size=chunk_size,
-                           mlp_dim=mlp_dim, norm=norm, dropout=dropout,
-                           pos_embedding=pos_embedding, attention_options=attention_options,
-                           dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                           attention=attention, mlp_dim=mlp_dim, norm=norm, dropout=dropout,
+                           pos_embedding=pos_embedding, embed_scale=None, dtype=dtype,
+                           param_dtype=param_dtype, rngs=rngs)
         self.head = dense(features, num_classes, ("embed", None), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
 

@@ -1,13 +1,16 @@
-"""Flax NNX modules over the kernels: attention, blocks, embeddings, sharding annotations."""
+"""Flax NNX modules over the kernels: attention spec and layers, blocks, embeddings, sharding."""
 
 from astroflax.nn.attention import (
-    VARIANTS,
     AstroAttention,
+    DecodeState,
     KVCache,
+    NoAttention,
+    PositionState,
     RandomProjection,
     RecurrentState,
-    check_variant,
+    SoftmaxAttention,
     init_positional_weights,
+    make_attention,
 )
 from astroflax.nn.blocks import (
     BlockStack,
@@ -17,6 +20,8 @@ from astroflax.nn.blocks import (
     TransformerBlock,
 )
 from astroflax.nn.embed import (
+    EMBED_SCALES,
+    POS_EMBEDDINGS,
     AbsolutePositions,
     FrozenEmbedding,
     PatchEmbedding,
@@ -25,27 +30,46 @@ from astroflax.nn.embed import (
     sinusoidal_positions,
 )
 from astroflax.nn.sharding import LOGICAL_AXES, axis_rules, partitioned
+from astroflax.nn.spec import (
+    ATTENTION_FIELDS,
+    VARIANTS,
+    AttentionSpec,
+    attention_spec,
+    check_variant,
+    parse_m_div,
+)
 
 __all__ = [
+    "ATTENTION_FIELDS",
+    "EMBED_SCALES",
     "LOGICAL_AXES",
+    "POS_EMBEDDINGS",
     "VARIANTS",
     "AbsolutePositions",
     "AstroAttention",
+    "AttentionSpec",
     "BlockStack",
+    "DecodeState",
     "DecoderBlock",
     "EncoderBlock",
     "FeedForward",
     "FrozenEmbedding",
     "KVCache",
+    "NoAttention",
     "PatchEmbedding",
+    "PositionState",
     "RandomProjection",
     "RecurrentState",
+    "SoftmaxAttention",
     "TokenEmbedding",
     "TransformerBlock",
+    "attention_spec",
     "axis_rules",
     "check_variant",
     "init_positional_weights",
     "load_glove",
+    "make_attention",
+    "parse_m_div",
     "partitioned",
     "sinusoidal_positions",
 ]

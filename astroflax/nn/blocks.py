@@ -13,7 +13,6 @@ Both are per-token apart from attention, so :meth:`TransformerBlock.step` decode
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -22,8 +21,9 @@ from flax import nnx
 from jax import Array
 
 from astroflax.kernels.astro.core import accumulation_dtype
-from astroflax.nn.attention import AstroAttention, KVCache, RecurrentState, check_variant
+from astroflax.nn.attention import DecodeState, make_attention
 from astroflax.nn.sharding import param, partitioned
+from astroflax.nn.spec import AttentionSpec
 
 NORMS = ("post", "pre")
 
@@ -85,37 +85,27 @@ class TransformerBlock(nnx.Module):
     """Attention + FFN with residuals and LayerNorms: ``x [B, T, D] -> [B, T, D]``."""
 
     def __init__(self, features: int, num_heads: int, *, max_len: int, causal: bool = False,
-                 attention: str = "astro", mlp_dim: int | None = None, norm: str = "post",
-                 dropout: float = 0.0, mode: str = "auto", chunk_size: int = 64,
-                 m_div: float | None = None, attention_options: Mapping[str, Any] | None = None,
-                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+                 attention: AttentionSpec | str = "astro", mlp_dim: int | None = None,
+                 norm: str = "post", dropout: float = 0.0, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
         """Builds the block.
 
         Args:
           features: width ``D``. num_heads: ``H``. max_len: ``T_max``.
           causal: decoder block (causal attention).
-          attention: a variant of :data:`astroflax.nn.attention.VARIANTS`.
+          attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
+            :data:`astroflax.nn.VARIANTS` (``none``: the block is its FFN only).
           mlp_dim: FFN width (default ``4·D``; the paper does not state it).
           norm: ``"post"`` (paper Eq. 2–3) or ``"pre"``.
           dropout: rate after attention, inside and after the FFN.
-          mode, chunk_size: attention kernel mode and chunk length.
-          m_div: the paper's scaling parameter; used by the variants whose row has
-            ``m_div=None`` (variants that fix it, ``linear`` and ``kozachkov_rf``, keep theirs
-            unless ``attention_options`` sets ``m_div``).
-          attention_options: further keyword arguments of :class:`AstroAttention`.
           dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
         """
         if norm not in NORMS:
             raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-        options = dict(attention_options or {})
-        if (m_div is not None and "m_div" not in options and attention != "softmax"
-                and check_variant(attention)["m_div"] is None):
-            options["m_div"] = m_div
         self.norm = norm
-        self.attention = AstroAttention(features, num_heads, max_len=max_len, variant=attention,
-                                        causal=causal, mode=mode, chunk_size=chunk_size,
-                                        dtype=dtype, param_dtype=param_dtype, rngs=rngs,
-                                        **options)
+        self.attention = make_attention(features, num_heads, max_len=max_len,
+                                        attention=attention, causal=causal, dtype=dtype,
+                                        param_dtype=param_dtype, rngs=rngs)
         self.ffn = FeedForward(features, mlp_dim or 4 * features, dropout=dropout, dtype=dtype,
                                param_dtype=param_dtype, rngs=rngs)
         self.norm1 = LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
@@ -141,16 +131,16 @@ class TransformerBlock(nnx.Module):
                            if return_calcium else (self.attention(h, mask=mask), None))
         return (out, c) if return_calcium else out
 
-    def init_state(self, batch_size: int) -> RecurrentState | KVCache:
-        """Empty decoding state (see :meth:`AstroAttention.init_state`)."""
-        return self.attention.init_state(batch_size)
+    def init_decode_state(self, batch_size: int) -> DecodeState:
+        """Empty decoding state (see :meth:`AstroAttention.init_decode_state`)."""
+        return self.attention.init_decode_state(batch_size)
 
-    def prefill(self, x: Array) -> tuple[Array, RecurrentState | KVCache]:
+    def prefill(self, x: Array) -> tuple[Array, DecodeState]:
         """Causal block over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], state)``."""
         return self._mix(x, self.attention.prefill)
 
-    def step(self, x_t: Array, state: RecurrentState | KVCache
-             ) -> tuple[Array, RecurrentState | KVCache]:
+    def step(self, x_t: Array, state: DecodeState
+             ) -> tuple[Array, DecodeState]:
         """One token ``x_t [B, D]`` -> ``(y_t [B, D], state)``."""
         return self._mix(x_t, lambda h: self.attention.step(h, state))
 
@@ -203,11 +193,11 @@ class BlockStack(nnx.Module):
                 x = block(x, mask=mask)
         return self._finish(x), tuple(calcium)
 
-    def init_state(self, batch_size: int) -> tuple[RecurrentState | KVCache, ...]:
+    def init_decode_state(self, batch_size: int) -> tuple[DecodeState, ...]:
         """One empty decoding state per layer."""
-        return tuple(block.init_state(batch_size) for block in self.blocks)
+        return tuple(block.init_decode_state(batch_size) for block in self.blocks)
 
-    def prefill(self, x: Array) -> tuple[Array, tuple[RecurrentState | KVCache, ...]]:
+    def prefill(self, x: Array) -> tuple[Array, tuple[DecodeState, ...]]:
         """Causal pass over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], states)``."""
         states = []
         for block in self.blocks:
@@ -215,8 +205,8 @@ class BlockStack(nnx.Module):
             states.append(s)
         return self._finish(x), tuple(states)
 
-    def step(self, x_t: Array, states: tuple[RecurrentState | KVCache, ...]
-             ) -> tuple[Array, tuple[RecurrentState | KVCache, ...]]:
+    def step(self, x_t: Array, states: tuple[DecodeState, ...]
+             ) -> tuple[Array, tuple[DecodeState, ...]]:
         """One token ``x_t [B, D]`` -> ``(y_t [B, D], states)``."""
         new_states = []
         for block, s in zip(self.blocks, states, strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,15 @@ import numpy as np
 from flax import nnx
 from jax import Array
 
-from astroflax.nn.attention import check_variant
 from astroflax.nn.sharding import eager_sharding_active, partitioned
+from astroflax.nn.spec import AttentionSpec, attention_spec
 
 _log = logging.getLogger(__name__)
 
-POS_EMBEDDINGS = ("auto", "none", "learned", "sinusoidal")
+#: Absolute positional information of a model; ``"paper"`` is the paper's own mix (below).
+POS_EMBEDDINGS = ("paper", "none", "sinusoidal", "learned")
+#: Scale of token embeddings before absolute positions are added (token-embedding models).
+EMBED_SCALES = ("sqrt_d", "one")
 
 
 class FrozenEmbedding(nnx.Variable):
@@ -148,20 +151,34 @@ def sinusoidal_positions(length: int, features: int, dtype: Any = jnp.float32) -
     return jnp.asarray(table, dtype)
 
 
-def resolve_pos_embedding(pos_embedding: str, attention: str,
-                          attention_options: Mapping[str, Any] | None = None) -> str:
-    """The absolute-position kind ``pos_embedding`` stands for, given the attention variant.
+def resolve_pos_embedding(pos_embedding: str, attention: AttentionSpec | str) -> str:
+    """The absolute-position kind ``pos_embedding`` stands for, given the attention spec.
 
-    ``"auto"`` -> ``"none"`` for variants with the astrocytic positional term, else
-    ``"sinusoidal"`` (parameter-free, so variants of one preset have equal parameter counts).
+    ``"paper"`` is the paper's own mix: ``"none"`` for specs with the astrocytic positional
+    term (astro, astro_no_nonlin: their positions come from Eq. 12), ``"sinusoidal"`` for every
+    other (parameter-free, so variants of one preset have equal parameter counts). ``"none"``,
+    ``"sinusoidal"`` and ``"learned"`` apply to every variant alike (the astrocytic term, part
+    of the variant, stays where the variant has it).
+
+    Raises:
+      ValueError: an unknown kind, listing the allowed ones.
     """
     if pos_embedding not in POS_EMBEDDINGS:
         raise ValueError(f"pos_embedding: expected one of {POS_EMBEDDINGS}, got {pos_embedding!r}")
-    if pos_embedding != "auto":
+    if pos_embedding != "paper":
         return pos_embedding
-    row = check_variant(attention)
-    has_astro_pe = (attention_options or {}).get("positional", row.get("positional", False))
-    return "none" if has_astro_pe else "sinusoidal"
+    return "none" if attention_spec(attention).has_positional_term else "sinusoidal"
+
+
+def embed_scale_factor(embed_scale: str, features: int) -> float:
+    """The multiplier of token embeddings: ``√D`` for ``"sqrt_d"``, 1 for ``"one"``.
+
+    Raises:
+      ValueError: an unknown name, listing the allowed ones.
+    """
+    if embed_scale not in EMBED_SCALES:
+        raise ValueError(f"embed_scale: expected one of {EMBED_SCALES}, got {embed_scale!r}")
+    return math.sqrt(features) if embed_scale == "sqrt_d" else 1.0
 
 
 class AbsolutePositions(nnx.Module):

@@ -54,13 +54,13 @@ class Checkpointer:
 
     def save(self, step: int, state: nnx.State, data_iter: grain.DatasetIterator,
              meta: dict[str, Any], score: float | None = None) -> None:
-        """Starts an async save of ``state`` (the ``(model, opt)`` pair) at ``step``.
+        """Starts an async save of ``state`` (``state.model``, ``state.optimizer``) at ``step``.
 
         ``score``: the eval metric where higher is better (accuracy, or minus perplexity);
         only checkpoints saved with a score compete for "best".
         """
         args = ocp.args.Composite(
-            model=ocp.args.StandardSave(state[0]), opt=ocp.args.StandardSave(state[1]),
+            model=ocp.args.StandardSave(state.model), opt=ocp.args.StandardSave(state.optimizer),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
             meta=ocp.args.JsonSave(meta))
         self.manager.save(step, args=args, force=True,
@@ -80,7 +80,7 @@ class Checkpointer:
         Returns:
           ``(state, meta)``, or None when there is no (readable) checkpoint.
         """
-        target_model, target_opt = _abstract(state[0]), _abstract(state[1])
+        target_model, target_opt = _abstract(state.model), _abstract(state.optimizer)
         for step in reversed(self.all_steps()):
             try:
                 r = self.manager.restore(step, args=ocp.args.Composite(
@@ -94,7 +94,7 @@ class Checkpointer:
                                 str(e)[:300])
                 continue
             self._set_aside(s for s in self.all_steps() if s > step)
-            return nnx.State({0: r.model, 1: r.opt}), dict(r.meta)
+            return nnx.State({"model": r.model, "optimizer": r.opt}), dict(r.meta)
         self._set_aside(self.all_steps())
         return None
 

@@ -14,10 +14,11 @@ from typing import Any
 import jax
 
 from astroflax.models import list_models, model_kwargs
-from astroflax.nn import VARIANTS
+from astroflax.nn import EMBED_SCALES, POS_EMBEDDINGS, VARIANTS
+from astroflax.nn.spec import M_DIV_FORMS, parse_m_div
 
 #: Keys of ``config.model`` that are not model-constructor keywords.
-_MODEL_META = ("name", "attention", "alpha")
+_MODEL_META = ("name",)
 SCHEDULES = ("cosine", "constant")
 #: ``config.mesh`` of a config that has none: every device on ``data`` (data parallelism).
 DEFAULT_MESH = {"axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
@@ -44,17 +45,18 @@ def model_overrides(model_cfg: Mapping[str, Any], data_overrides: Mapping[str, A
                     ) -> dict[str, Any]:
     """Keyword arguments for ``create_model(model_cfg.name, **kw)``.
 
-    Unset (None) fields keep the preset's value; ``alpha`` goes into ``attention_options``;
-    values the data fixes (image size, vocabulary, ...) are added, and a config value that
-    contradicts them is an error.
+    Unset (None) fields keep the preset's value, and so does ``m_div="paper"`` (the variant's
+    own rule); attention-spec fields (``alpha``, ``m_div``, ``mode``, ``chunk_size``) pass as
+    keywords, which :func:`astroflax.models.create_model` folds into the spec; values the data
+    fixes (image size, vocabulary, ...) are added, and a config value that contradicts them is
+    an error.
 
     Raises:
       ConfigError: a field that contradicts the data.
     """
     kw = {k: v for k, v in model_cfg.items() if k not in _MODEL_META and v is not None}
-    kw["attention"] = model_cfg["attention"]
-    if model_cfg.get("alpha") is not None:
-        kw["attention_options"] = {"alpha": float(model_cfg["alpha"])}
+    if kw.get("m_div") == "paper":
+        del kw["m_div"]
     for k, v in (data_overrides or {}).items():
         if k in kw and kw[k] != v:
             raise ConfigError(f"config.model.{k}: {kw[k]!r} contradicts the data, which "
@@ -151,9 +153,18 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     alpha = m.get("alpha")
     if alpha is not None:
         _check(alpha > 0, "model.alpha", "> 0 (the Ca²⁺ exponent)", alpha)
-        _check(attention != "softmax", "model.alpha", "unset for attention='softmax'", alpha)
+        _check(VARIANTS[attention].kernel == "astro", "model.alpha",
+               f"unset for attention={attention!r} (an astro-family setting)", alpha)
     if m.get("m_div") is not None:
-        _check(m["m_div"] > 0, "model.m_div", "> 0", m["m_div"])
+        try:
+            parse_m_div(m["m_div"])
+        except ValueError:
+            _check(False, "model.m_div", "one of " + ", ".join(M_DIV_FORMS), m["m_div"])
+    for k, allowed in (("pos_embedding", POS_EMBEDDINGS), ("embed_scale", EMBED_SCALES)):
+        if m.get(k) is not None:
+            _check(m[k] in allowed, f"model.{k}", f"one of {allowed}", m[k])
+    if m.get("causal") is not None:
+        _check(isinstance(m["causal"], bool), "model.causal", "True or False", m["causal"])
     if m.get("dropout") is not None:
         _check(0 <= m["dropout"] < 1, "model.dropout", "in [0, 1)", m["dropout"])
     for k in ("features", "num_layers", "num_heads", "mlp_dim", "chunk_size", "patch_size",

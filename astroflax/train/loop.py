@@ -9,6 +9,7 @@ and an interrupted-then-resumed run ends with exactly the parameters of an unint
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -41,11 +42,11 @@ from astroflax.train.config import (
 from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
 from astroflax.train.steps import (
     StepSharding,
+    create_train_state,
     eval_step,
-    init_state,
     make_optimizer,
     make_schedule,
-    sharded_train_step,
+    make_train_step,
     state_shardings,
 )
 
@@ -174,7 +175,7 @@ def params_fingerprint(state: nnx.State) -> str:
     A collective when parameters span several processes (every process must call it).
     """
     h = hashlib.sha256()
-    params = nnx.filter_state(state[0], nnx.Param)
+    params = nnx.filter_state(state.model, nnx.Param)
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         h.update(jax.tree_util.keystr(path).encode())
         if not leaf.is_fully_addressable:
@@ -187,6 +188,274 @@ def _batches(it: Iterator[dict[str, np.ndarray]], sharding: NamedSharding, batch
              ) -> Iterator[dict[str, jax.Array]]:
     for b in it:
         yield _to_global(b, sharding, batch_size)
+
+
+@dataclasses.dataclass
+class RunCounters:
+    """The run's counters and timers: every number the loop measures lives here.
+
+    Those that add up over the sessions of a run (a run interrupted and resumed) travel in
+    each checkpoint's metadata (:meth:`meta`, :meth:`resume`). Throughput counts training steps
+    only (no compile, eval or checkpoint time).
+    """
+
+    step: int = 0
+    wall_before_s: float = 0.0       # wall time of the earlier sessions
+    train_time_s: float = 0.0        # time in train steps, all sessions
+    trained_examples: int = 0        # examples those steps trained on
+    last_eval_step: int = -1
+    compile_time_s: float | None = None   # this session's first step (compile + run)
+    session_start: float = dataclasses.field(default_factory=time.time)
+    # The current logging interval: losses summed on the device (no sync per step).
+    loss_sum: jax.Array = dataclasses.field(default_factory=lambda: jnp.zeros((), jnp.float32))
+    loss_steps: int = 0
+    tick: float = dataclasses.field(default_factory=time.time)
+
+    @classmethod
+    def resume(cls, meta: dict[str, Any], eval_steps: list[int]) -> RunCounters:
+        """Counters continued from a checkpoint's ``meta`` (empty: a fresh run).
+
+        ``eval_steps``: steps with eval records in ``metrics.jsonl``, for checkpoints that
+        predate ``last_eval_step`` in the metadata.
+        """
+        return cls(step=int(meta.get("step", 0)),
+                   wall_before_s=float(meta.get("wall_time_s", 0.0)),
+                   train_time_s=float(meta.get("train_time_s", 0.0)),
+                   trained_examples=int(meta.get("trained_examples", 0)),
+                   # From the checkpoint, which every process reads alike: only process 0
+                   # writes metrics.jsonl, and eval is a collective all processes must enter.
+                   last_eval_step=int(meta.get("last_eval_step", max(eval_steps, default=-1))))
+
+    @property
+    def wall_time_s(self) -> float:
+        """Wall time of the whole run so far, all sessions."""
+        return self.wall_before_s + time.time() - self.session_start
+
+    @property
+    def examples_per_sec(self) -> float:
+        """Training throughput (NaN before anything was timed)."""
+        return self.trained_examples / self.train_time_s if self.train_time_s > 0 else math.nan
+
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint stores so that a resumed session continues these counters."""
+        return {"step": self.step, "wall_time_s": self.wall_time_s,
+                "trained_examples": self.trained_examples, "train_time_s": self.train_time_s,
+                "last_eval_step": self.last_eval_step}
+
+    def count_step(self, loss: jax.Array, batch_size: int) -> None:
+        """One train step done (``loss`` still on the device)."""
+        self.step += 1
+        if self.compile_time_s is None:
+            jax.block_until_ready(loss)
+            self.compile_time_s = time.time() - self.tick
+            self.tick = time.time()
+        else:
+            self.trained_examples += batch_size
+        self.loss_sum, self.loss_steps = self.loss_sum + loss, self.loss_steps + 1
+
+    def close_interval(self) -> float:
+        """Syncs: adds the interval's time to the training time; its mean loss."""
+        loss = float(self.loss_sum) / self.loss_steps
+        self.train_time_s += time.time() - self.tick
+        return loss
+
+    def start_interval(self) -> None:
+        """A new logging interval (after the eval and the checkpoint, which are not timed)."""
+        self.loss_sum, self.loss_steps = jnp.zeros((), jnp.float32), 0
+        self.tick = time.time()
+
+
+class _Run:
+    """One session of a run: its parts, in the order :func:`train_and_evaluate` calls them.
+
+    :meth:`set_up` (config, data, model, step), :meth:`restore`, :meth:`train` (the loop, with
+    :meth:`evaluate` and :meth:`save`), :meth:`close` and :meth:`report` (the summary).
+    """
+
+    def __init__(self, config: Any, workdir: Path):
+        self.cfg, self.workdir = config, workdir
+        self.chief = jax.process_index() == 0
+        self.status = "completed"
+        self.last_saved = -1
+        self.counters = RunCounters()
+
+    # ---- set-up: config, devices, data, model, train step ------------------------------
+    def set_up(self) -> None:
+        """Everything before the first step; config problems raise ConfigError early."""
+        cfg, t = self.cfg, self.cfg.train
+        validate_config(cfg)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg_json = _config_json(cfg)
+        _check_workdir(self.workdir, cfg_json)
+        if self.chief:
+            (self.workdir / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
+
+        self.devices = jax.devices()[:run_device_count(cfg)]
+        mesh_cfg = mesh_config(cfg)
+        mesh = make_mesh(mesh_cfg, self.devices)
+        self.data_sharding = batch_sharding(mesh, mesh_cfg)
+        self.eval_bs = t.eval_batch_size or t.batch_size
+        try:  # before any data is read: the rows of each global batch this process feeds
+            train_rows = process_rows(self.data_sharding, t.batch_size)
+            self.eval_rows = process_rows(self.data_sharding, self.eval_bs)
+        except ValueError as e:
+            raise ConfigError(f"config.mesh: {e}") from None
+
+        self.ds = ds = load_dataset(cfg.data.to_dict())
+        logging.info("data: %s", describe(ds))
+        model_kw = model_overrides(cfg.model, ds.model_overrides)
+        steps_per_epoch = max(ds.num_train // t.batch_size, 1)
+        self.total_steps = int(t.num_train_steps or math.ceil(t.num_epochs * steps_per_epoch))
+        self.eval_every = t.eval_every_steps or steps_per_epoch
+        self.schedule = make_schedule(learning_rate=t.learning_rate, schedule=t.schedule,
+                                      warmup_steps=t.warmup_steps, total_steps=self.total_steps)
+        tx = make_optimizer(self.schedule, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2,
+                            grad_clip_norm=t.grad_clip_norm)
+        try:
+            self.graphdef, self.state = create_train_state(
+                cfg.model.name, model_kw, tx, cfg.seed, mesh=mesh, rules=tuple(mesh_cfg["rules"]))
+        except ValueError as e:  # the model rejected a value the generic checks let through
+            raise ConfigError(f"config.model: {e}") from None
+        self.num_params = sum(int(x.size) for x in
+                              jax.tree.leaves(nnx.filter_state(self.state.model, nnx.Param)))
+        logging.info("model %s (attention=%s): %s parameters; %d steps (%d per epoch), batch %d "
+                     "on %d device(s)", cfg.model.name, cfg.model.attention,
+                     f"{self.num_params:,}", self.total_steps, steps_per_epoch, t.batch_size,
+                     len(self.devices))
+        self.placement = StepSharding.gather_over(self.state, tuple(mesh_cfg["batch_axes"]))
+        self.train_step = make_train_step(self.graphdef, task=ds.task, placement=self.placement,
+                                          shardings=state_shardings(self.state))
+        self.it = train_iterator(ds, t.batch_size, seed=cfg.seed,
+                                 augment=bool(cfg.data.get("augment")), rows=train_rows)
+        self.ckpt = Checkpointer(self.workdir / "checkpoints", keep=t.keep_checkpoints)
+
+    def epoch_of(self, step: int) -> float:
+        """Epochs trained after ``step`` steps."""
+        return step * self.cfg.train.batch_size / self.ds.num_train
+
+    # ---- restore: the newest readable checkpoint, the reports cut back to it -------------
+    def restore(self) -> None:
+        """Continues from the newest readable checkpoint, if any (else from step 0)."""
+        restored = self.ckpt.restore_latest(self.state, self.it)
+        meta: dict[str, Any] = {}
+        if restored is not None:
+            self.state, meta = restored
+            self.last_saved = int(meta["step"])
+            logging.info("resumed from the checkpoint at step %d in %s", self.last_saved,
+                         self.ckpt.directory)
+        start_step = int(meta.get("step", 0))
+        self.writer = metrics_lib.MetricWriter(self.workdir, resume_step=start_step,
+                                               enabled=self.chief)
+        self.counters = RunCounters.resume(
+            meta, [r["step"] for r in self.writer.records if "eval_loss" in r])
+
+    # ---- the loop ----------------------------------------------------------------------
+    def train(self, stop: _StopFlag) -> None:
+        """Train steps up to ``total_steps``, with logging, evaluation and checkpoints."""
+        t, c, total = self.cfg.train, self.counters, self.total_steps
+        batches = _batches(self.it, self.data_sharding, t.batch_size)
+        c.start_interval()
+        while c.step < total:
+            self.state, m = self.train_step(self.state, next(batches))
+            c.count_step(m["loss"], t.batch_size)
+            step = c.step
+            is_eval = step % self.eval_every == 0 or step == total
+            is_save = step % t.checkpoint_every_steps == 0 or is_eval or stop.requested
+            if not (is_save or step % t.log_every_steps == 0):
+                continue
+            # Syncing here (not every step) keeps dispatch asynchronous; the sum of the
+            # interval's losses is non-finite iff one of them is, and it is checked before
+            # any checkpoint is written, so a saved state never follows a NaN.
+            steps = c.loss_steps
+            loss = c.close_interval()
+            if not math.isfinite(loss):
+                self._stop_diverged(loss, step - steps + 1)
+            rate = c.examples_per_sec
+            eta = (total - step) * t.batch_size / rate if rate > 0 else float("nan")
+            record = {"step": step, "epoch": self.epoch_of(step), "train_loss": loss,
+                      "learning_rate": float(self.schedule(step - 1)),
+                      "grad_norm": float(m["grad_norm"]),
+                      "examples_per_sec": rate if math.isfinite(rate) else None}
+            extra = ""
+            if is_eval:
+                ev = self.evaluate()
+                record.update(ev)
+                extra = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
+            logging.info("%s", metrics_lib.progress_line(
+                step, total, self.epoch_of(step), loss, rate if math.isfinite(rate) else 0,
+                eta if math.isfinite(eta) else 0, extra))
+            self.writer.write(record)
+            if is_save:
+                self.save(_score(ev) if is_eval else None)
+            c.start_interval()
+            if stop.requested:
+                self.status = "preempted"
+                return
+        if c.last_eval_step < c.step:
+            # Resumed a finished run (or one whose last eval record was lost): evaluate once.
+            ev = self.evaluate()
+            self.writer.write({"step": c.step, "epoch": self.epoch_of(c.step), **ev})
+            if self.last_saved < c.step:
+                self.save(_score(ev))
+
+    def _stop_diverged(self, loss: float, first_step: int) -> None:
+        """Raises NonFiniteLossError after the pending checkpoint saves are committed."""
+        self.ckpt.wait()
+        good = self.ckpt.all_steps()
+        self.status = "diverged"
+        raise NonFiniteLossError(
+            f"non-finite training loss ({loss}) between steps {first_step} and "
+            f"{self.counters.step}; stopping. The last good checkpoint "
+            f"({'step ' + str(good[-1]) if good else 'none yet'}) is kept in "
+            f"{self.ckpt.directory}; lower train.learning_rate or set "
+            "train.grad_clip_norm, then rerun (it resumes from there).")
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Exact metrics over the eval split at the current step."""
+        ev = _evaluate(self.graphdef, self.state, self.ds, self.eval_bs, self.eval_rows,
+                       self.data_sharding, self.placement)
+        self.counters.last_eval_step = self.counters.step
+        return ev
+
+    # ---- saving ------------------------------------------------------------------------------
+    def save(self, score: float | None = None) -> None:
+        """Starts an async checkpoint of the state, the data position and the counters."""
+        self.ckpt.save(self.counters.step, self.state, self.it, self.counters.meta(),
+                       score=score)
+        self.last_saved = self.counters.step
+
+    def close(self) -> None:
+        """Waits for pending saves; closes the checkpoint manager and the metric writer."""
+        self.ckpt.close()
+        if hasattr(self, "writer"):
+            self.writer.close()
+
+    # ---- the summary -------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """The summary; process 0 writes ``summary.json`` and ``curves.png``.
+
+        A collective (the parameter fingerprint): every process calls it.
+        """
+        cfg, c, ds = self.cfg, self.counters, self.ds
+        rate = c.examples_per_sec
+        summary = _summary(
+            cfg, ds, self.writer.records, status=self.status, step=c.step,
+            total_steps=self.total_steps, epoch=self.epoch_of(c.step), num_params=self.num_params,
+            wall_time_s=c.wall_time_s,
+            examples_per_sec=round(rate, 1) if math.isfinite(rate) else None,
+            compile_time_s=None if c.compile_time_s is None else round(c.compile_time_s, 2),
+            devices=len(self.devices))
+        summary["params_sha256"] = (params_fingerprint(self.state) if self.status != "failed"
+                                    else None)
+        if self.chief:
+            (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            with contextlib.suppress(Exception):  # a plotting failure must not hide the result
+                metrics_lib.plot_curves(
+                    self.writer.records, self.workdir / "curves.png",
+                    eval_key="eval_perplexity" if ds.task == "lm" else "eval_accuracy",
+                    title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
+        return summary
 
 
 def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
@@ -205,174 +474,20 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
       DataNotFoundError: the dataset is not prepared (the message says how).
       NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
     """
-    cfg, t = config, config.train
-    validate_config(cfg)
-    workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    chief = jax.process_index() == 0
-    cfg_json = _config_json(cfg)
-    _check_workdir(workdir, cfg_json)
-    if chief:
-        (workdir / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
-
-    devices = jax.devices()[:run_device_count(cfg)]
-    mesh_cfg = mesh_config(cfg)
-    mesh = make_mesh(mesh_cfg, devices)
-    data_sharding = batch_sharding(mesh, mesh_cfg)
-    eval_bs = t.eval_batch_size or t.batch_size
-    try:  # before any data is read: the rows of each global batch this process feeds
-        train_rows = process_rows(data_sharding, t.batch_size)
-        eval_rows = process_rows(data_sharding, eval_bs)
-    except ValueError as e:
-        raise ConfigError(f"config.mesh: {e}") from None
-
-    ds = load_dataset(cfg.data.to_dict())
-    logging.info("data: %s", describe(ds))
-    model_kw = model_overrides(cfg.model, ds.model_overrides)
-    steps_per_epoch = max(ds.num_train // t.batch_size, 1)
-    total_steps = int(t.num_train_steps or math.ceil(t.num_epochs * steps_per_epoch))
-    eval_every = t.eval_every_steps or steps_per_epoch
-    schedule = make_schedule(learning_rate=t.learning_rate, schedule=t.schedule,
-                             warmup_steps=t.warmup_steps, total_steps=total_steps)
-    tx = make_optimizer(schedule, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2,
-                        grad_clip_norm=t.grad_clip_norm)
-    try:
-        graphdef, state = init_state(cfg.model.name, model_kw, tx, cfg.seed, mesh=mesh,
-                                     rules=tuple(mesh_cfg["rules"]))
-    except ValueError as e:  # the model rejected a value the generic checks let through
-        raise ConfigError(f"config.model: {e}") from None
-    num_params = sum(int(x.size) for x in jax.tree.leaves(nnx.filter_state(state[0], nnx.Param)))
-    logging.info("model %s (attention=%s): %s parameters; %d steps (%d per epoch), batch %d "
-                 "on %d device(s)", cfg.model.name, cfg.model.attention, f"{num_params:,}",
-                 total_steps, steps_per_epoch, t.batch_size, len(devices))
-    train_step = sharded_train_step(state_shardings(state))
-    placement = StepSharding.gather_over(state, tuple(mesh_cfg["batch_axes"]))
-
-    it = train_iterator(ds, t.batch_size, seed=cfg.seed, augment=bool(cfg.data.get("augment")),
-                        rows=train_rows)
-    ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
-    start_step, meta = 0, {}
-    restored = ckpt.restore_latest(state, it)
-    if restored is not None:
-        state, meta = restored
-        start_step = int(meta["step"])
-        logging.info("resumed from the checkpoint at step %d in %s", start_step, ckpt.directory)
-    writer = metrics_lib.MetricWriter(workdir, resume_step=start_step, enabled=chief)
-    epoch_of = lambda s: s * t.batch_size / ds.num_train  # noqa: E731
-
-    session_start = time.time()
-    status, step = "completed", start_step
-    loss_sum, n_sum = jnp.zeros((), jnp.float32), 0
-    # Throughput counts training steps only (no compile, eval or checkpoint time), summed
-    # over every session of the run through the checkpoint metadata.
-    wall_before = float(meta.get("wall_time_s", 0.0))
-    trained_examples = int(meta.get("trained_examples", 0))
-    train_time = float(meta.get("train_time_s", 0.0))
-    compile_time = None
-    # From the checkpoint, which every process reads alike: only process 0 writes
-    # metrics.jsonl, and eval is a collective that all processes must enter together.
-    last_eval_step = int(meta.get("last_eval_step", max(
-        [r["step"] for r in writer.records if "eval_loss" in r], default=-1)))
-    last_saved = start_step if restored is not None else -1
-    tick = time.time()
-
-    def save(step: int, score: float | None = None) -> None:
-        nonlocal last_saved
-        wall = wall_before + time.time() - session_start
-        ckpt.save(step, state, it, {"step": step, "wall_time_s": wall,
-                                    "trained_examples": trained_examples,
-                                    "train_time_s": train_time,
-                                    "last_eval_step": last_eval_step}, score=score)
-        last_saved = step
-
+    run = _Run(config, Path(workdir).absolute())
+    run.set_up()
+    run.restore()
     try:
         with _StopFlag() as stop:
-            batches = _batches(it, data_sharding, t.batch_size)
-            while step < total_steps:
-                state, m = train_step(graphdef, state, next(batches), task=ds.task,
-                                      placement=placement)
-                step += 1
-                if compile_time is None:
-                    jax.block_until_ready(m["loss"])
-                    compile_time = time.time() - tick
-                    tick = time.time()
-                else:
-                    trained_examples += t.batch_size
-                loss_sum, n_sum = loss_sum + m["loss"], n_sum + 1
-                is_eval = step % eval_every == 0 or step == total_steps
-                is_save = (step % t.checkpoint_every_steps == 0 or is_eval or stop.requested)
-                if not (is_save or step % t.log_every_steps == 0):
-                    continue
-                # Syncing here (not every step) keeps dispatch asynchronous; the sum of the
-                # interval's losses is non-finite iff one of them is, and it is checked before
-                # any checkpoint is written, so a saved state never follows a NaN.
-                loss = float(loss_sum) / n_sum
-                now = time.time()
-                train_time += now - tick
-                if not math.isfinite(loss):
-                    ckpt.wait()
-                    good = ckpt.all_steps()
-                    status = "diverged"
-                    raise NonFiniteLossError(
-                        f"non-finite training loss ({loss}) between steps {step - n_sum + 1} and "
-                        f"{step}; stopping. The last good checkpoint "
-                        f"({'step ' + str(good[-1]) if good else 'none yet'}) is kept in "
-                        f"{ckpt.directory}; lower train.learning_rate or set "
-                        "train.grad_clip_norm, then rerun (it resumes from there).")
-                rate = trained_examples / train_time if train_time > 0 else float("nan")
-                eta = (total_steps - step) * t.batch_size / rate if rate > 0 else float("nan")
-                record = {"step": step, "epoch": epoch_of(step), "train_loss": loss,
-                          "learning_rate": float(schedule(step - 1)),
-                          "grad_norm": float(m["grad_norm"]),
-                          "examples_per_sec": rate if math.isfinite(rate) else None}
-                extra = ""
-                if is_eval:
-                    ev = _evaluate(graphdef, state, ds, eval_bs, eval_rows, data_sharding,
-                                   placement)
-                    record.update(ev)
-                    last_eval_step = step
-                    extra = " | ".join(f"{k} {v:.4f}" for k, v in ev.items())
-                logging.info("%s", metrics_lib.progress_line(
-                    step, total_steps, epoch_of(step), loss, rate if math.isfinite(rate) else 0,
-                    eta if math.isfinite(eta) else 0, extra))
-                writer.write(record)
-                if is_save:
-                    save(step, _score(ev) if is_eval else None)
-                loss_sum, n_sum = jnp.zeros((), jnp.float32), 0
-                tick = time.time()
-                if stop.requested:
-                    status = "preempted"
-                    break
-        if status == "completed" and last_eval_step < step:
-            # Resumed a finished run (or one whose last eval record was lost): evaluate once.
-            ev = _evaluate(graphdef, state, ds, eval_bs, eval_rows, data_sharding, placement)
-            writer.write({"step": step, "epoch": epoch_of(step), **ev})
-            if last_saved < step:
-                save(step, _score(ev))
+            run.train(stop)
     except BaseException:
-        if status == "completed":
-            status = "failed"
+        if run.status == "completed":
+            run.status = "failed"
         raise
     finally:
-        ckpt.close()
-        writer.close()
-        summary = _summary(
-            cfg, ds, writer.records, status=status, step=step, total_steps=total_steps,
-            epoch=epoch_of(step), num_params=num_params,
-            wall_time_s=wall_before + time.time() - session_start,
-            examples_per_sec=(round(trained_examples / train_time, 1) if train_time > 0
-                              else None),
-            compile_time_s=None if compile_time is None else round(compile_time, 2),
-            devices=len(devices))
-        summary["params_sha256"] = params_fingerprint(state) if status != "failed" else None
-        if chief:
-            (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            with contextlib.suppress(Exception):  # a plotting failure must not hide the result
-                metrics_lib.plot_curves(
-                    writer.records, workdir / "curves.png",
-                    eval_key="eval_perplexity" if ds.task == "lm" else "eval_accuracy",
-                    title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
+        run.close()
+        summary = run.report()
     metrics_lib.log_summary(summary)
     logging.info("reports in %s (summary.json, metrics.jsonl, curves.png, tensorboard/)",
-                 workdir)
+                 run.workdir)
     return summary

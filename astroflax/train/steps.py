@@ -1,8 +1,9 @@
-"""The optimiser, and the one train step and one eval step every task shares (both jitted).
+"""The optimiser, the training state, and the one train step and one eval step every task shares.
 
-The steps are pure functions of ``(state, batch)``: ``state`` is the ``nnx.State`` of the pair
-``(model, optimizer)`` (parameters, dropout RNG counters, Adam moments, step), so the same
-pytree is what is jitted, donated, sharded and checkpointed.
+The training state is :class:`TrainState` (a model and its optimizer) split into a static
+``graphdef`` and an ``nnx.State`` with two named entries, ``state.model`` (parameters, dropout
+RNG counters) and ``state.optimizer`` (Adam moments, step count): the same pytree is what is
+jitted, donated, sharded and checkpointed. The steps are pure functions of ``(state, batch)``.
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class StepSharding:
 
     @classmethod
     def gather_over(cls, state: nnx.State, axes: Sequence[str]) -> StepSharding:
-        """For ``state`` (sharded ``(model, optimizer)``): gather parameters over ``axes``."""
+        """For ``state`` (a sharded :class:`TrainState`'s): gather parameters over ``axes``."""
         entries = []
-        params = nnx.filter_state(state[0], nnx.Param)
+        params = nnx.filter_state(state.model, nnx.Param)
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
             stored = leaf.sharding
             if not isinstance(stored, jax.sharding.NamedSharding):
@@ -158,18 +159,23 @@ def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, 
     return nll, correct, jnp.ones_like(nll)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"),
-                   donate_argnames=("state",))
-def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
-               placement: StepSharding | None = None) -> tuple[nnx.State, dict[str, Array]]:
-    """One AdamW step on ``batch``; returns the new state and ``{"loss", "grad_norm"}`` (f32 []).
+class TrainState(nnx.Module):
+    """What one train step updates: ``model`` and its ``optimizer`` (an ``nnx.Optimizer``).
 
-    The loss is the mean over examples (classification) or over tokens (LM); dropout draws
-    from the model's ``dropout`` stream, whose counter is part of ``state``.
-    ``placement``: parameter placement while in use, on a mesh (see :class:`StepSharding`).
+    ``nnx.split`` of it gives ``(graphdef, state)`` with ``state.model`` and ``state.optimizer``;
+    ``nnx.merge(graphdef, state)`` gives it back.
     """
-    model, opt = nnx.merge(graphdef, state)
-    model.train()
+
+    def __init__(self, model: nnx.Module, optimizer: nnx.Optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+
+def _train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
+                placement: StepSharding | None) -> tuple[nnx.State, dict[str, Array]]:
+    """The body of :func:`make_train_step`'s step (see there)."""
+    train = nnx.merge(graphdef, state)
+    train.model.train()
 
     def loss_fn(m: nnx.Module) -> Array:
         if placement is not None:
@@ -177,12 +183,40 @@ def train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: 
         nll, _, count = _forward(m, batch, task)
         return nll.sum() / count.sum()
 
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    loss, grads = nnx.value_and_grad(loss_fn)(train.model)
     # optax's Adam bias correction raises a Python float to the int32 step count, which strict
     # dtype promotion (the test suite's setting) rejects; the model itself stays strict.
     with jax.numpy_dtype_promotion("standard"):
-        opt.update(model, grads)
-    return nnx.state((model, opt)), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        train.optimizer.update(train.model, grads)
+    return nnx.state(train), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def make_train_step(graphdef: nnx.GraphDef, *, task: str, placement: StepSharding | None = None,
+                    shardings: Any = None) -> Any:
+    """The jitted train step ``step(state, batch) -> (state, {"loss", "grad_norm"})``.
+
+    One AdamW step on ``batch``; the metrics are f32 scalars: the loss is the mean over
+    examples (classification) or over tokens (LM), ``grad_norm`` the global L2 norm of the
+    gradients. Dropout draws from the model's ``dropout`` stream, whose counter is part of
+    ``state``. ``state`` (the ``nnx.State`` of the :class:`TrainState` that ``graphdef``
+    describes) is donated: its buffers are reused for the new state.
+
+    Args:
+      graphdef: from :func:`create_train_state` / :func:`abstract_state`.
+      task: ``"classification"`` (batch ``inputs [B, ...]``, ``label [B]``, optional
+        ``mask [B, T]``) or ``"lm"`` (``inputs``, ``targets [B, T]``).
+      placement: parameter placement while in use, on a mesh (see :class:`StepSharding`).
+      shardings: the new state's shardings (:func:`state_shardings` of the initial state), so
+        FSDP parameters and moments stay sharded as the rules say, step after step; None
+        leaves them to the compiler.
+
+    The training loop compiles it ahead of time (``step.lower(state, batch).compile()``), so
+    the compile is timed as such and a state of another pytree structure is an error, not a
+    silent second compile.
+    """
+    body = functools.partial(_train_step, graphdef, task=task, placement=placement)
+    return jax.jit(body, donate_argnums=0,
+                   out_shardings=None if shardings is None else (shardings, None))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"))
@@ -191,9 +225,9 @@ def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: s
     """Weighted sums over ``batch`` (``weight [B]``: 0 for padding): nll, correct, count.
 
     Dropout is off. Sums (not means) so the caller can add batches and processes exactly.
-    ``placement`` as for :func:`train_step`.
+    ``state`` and ``placement`` as for :func:`make_train_step`.
     """
-    model, _ = nnx.merge(graphdef, state)
+    model = nnx.merge(graphdef, state).model
     model.eval()
     if placement is not None:
         placement.apply(model)
@@ -207,10 +241,10 @@ def _creator(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTra
              seed: int) -> Any:
     from astroflax.models import create_model
 
-    def create() -> tuple[nnx.Module, nnx.Optimizer]:
+    def create() -> TrainState:
         model = create_model(model_name, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
                              **model_kw)
-        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+        return TrainState(model, nnx.Optimizer(model, tx, wrt=nnx.Param))
 
     return create
 
@@ -218,7 +252,7 @@ def _creator(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTra
 def abstract_state(model_name: str, model_kw: Mapping[str, Any],
                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                    rules: Rules = ()) -> tuple[nnx.GraphDef, nnx.State]:
-    """``(graphdef, state)`` of ``(model, optimizer)`` as ``ShapeDtypeStruct`` s with shardings.
+    """``(graphdef, state)`` of a :class:`TrainState` as ``ShapeDtypeStruct`` s with shardings.
 
     Nothing is allocated. Shardings follow each variable's logical axes through ``rules``
     (:func:`astroflax.train.mesh.parameter_spec`); the rest is replicated. Used to create the
@@ -232,10 +266,14 @@ def abstract_state(model_name: str, model_kw: Mapping[str, Any],
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
-def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientTransformation,
-               seed: int, mesh: jax.sharding.Mesh | None = None,
-               rules: Rules = ()) -> tuple[nnx.GraphDef, nnx.State]:
-    """Builds ``(model, optimizer)`` and splits it: ``(graphdef, state)``.
+def create_train_state(model_name: str, model_kw: Mapping[str, Any],
+                       tx: optax.GradientTransformation, seed: int,
+                       mesh: jax.sharding.Mesh | None = None,
+                       rules: Rules = ()) -> tuple[nnx.GraphDef, nnx.State]:
+    """A new :class:`TrainState`, split: ``(graphdef, state)``.
+
+    The model is ``create_model(model_name, **model_kw)``, its optimizer ``tx``; ``state``
+    has ``state.model`` and ``state.optimizer``.
 
     Parameters draw from ``seed``, dropout from ``seed + 1`` (separate streams, so changing
     dropout does not change the initialisation).
@@ -258,12 +296,3 @@ def init_state(model_name: str, model_kw: Mapping[str, Any], tx: optax.GradientT
 def state_shardings(state: nnx.State) -> Any:
     """The sharding of every leaf of ``state`` (arrays or abstract ``ShapeDtypeStruct`` s)."""
     return jax.tree.map(lambda a: a.sharding, state)
-
-
-def sharded_train_step(shardings: Any) -> Any:
-    """:func:`train_step` whose new state has ``shardings`` (the initial state's).
-
-    So FSDP parameters and moments stay sharded as the rules say, step after step.
-    """
-    return jax.jit(train_step.__wrapped__, static_argnames=("graphdef", "task", "placement"),
-                   donate_argnames=("state",), out_shardings=(shardings, None))

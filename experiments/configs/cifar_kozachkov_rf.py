@@ -1,26 +1,8 @@
-"""CIFAR-10, attention="kozachkov_rf".
+"""CIFAR-10, attention="kozachkov_rf": Kozachkov et al.'s random-feature form.
 
-CIFAR-10, Kozachkov et al.'s original random-feature form (Performer FAVOR+ features
-approximating softmax).
-
-Command::
-
-    python -m experiments.run --config=cifar_kozachkov_rf
-    python -m experiments.run --config=cifar_kozachkov_rf:smoke   # seconds on CPU
-
-Setup (SPEC §7): paper_cifar10 preset (3×3 conv stem, patch 2, 8 layers, 8 heads, D = 256, m_div
-= 500·D), AdamW lr 1e-3, batch 32, 250 epochs; astroflax's choices where the paper is silent:
-cosine schedule, 5 warmup epochs, weight decay 0.05, random crop + flip.
-
-Expected result (paper, SPEC §7): not reported in the paper (an extra baseline or ablation of
-astroflax); no expectation is claimed.
-
-Expected runtime: not timed for this variant; it has the architecture of ``cifar_astro``,
-measured at 4.70 s per training step at batch 32 on a 2-core x86 CPU (about 21 days for the full
-run there; not timed on a GPU/TPU). On a CPU use the smoke variant.
-
-Data: TFDS cifar10 as array_record (see the error message of a first run for the one preparation
-command).
+``python -m experiments.run --config=cifar_kozachkov_rf``, setup: ``common.paper_config``.
+Expected (paper): not reported in the paper (astroflax's extra baseline).
+Runtime (2-core CPU): not timed; the architecture of ``cifar_astro``.
 """
 
 from experiments.configs import common

@@ -1,5 +1,36 @@
 """The shared config builder: every ``experiments/configs/<task>_<variant>.py`` is one call here.
 
+Each config file's docstring holds only what is its own (command, expected result, measured
+runtime); the setup they share is described here, once.
+
+The paper's runs (:func:`paper_config`, docs/model.md §7; values in :data:`PAPER`):
+
+* ``cifar_*``: preset ``paper_cifar10`` (3×3 conv stem, patch 2, 8 layers, 8 heads, D = 256,
+  m_div = 500·D), AdamW lr 1e-3, batch 32, 250 epochs; astroflax's choices where the paper is
+  silent: cosine schedule, 5 warmup epochs, weight decay 0.05, random crop + flip. Data: TFDS
+  ``cifar10`` (a first run's error message gives the one preparation command).
+* ``imdb_*``: preset ``paper_imdb`` (1 layer, 4 heads, D = 128, length 400, m_div = 500·D),
+  AdamW lr 1e-5, batch 64, 120 epochs; vocabulary: the 20 000 most frequent training words;
+  GloVe 840B 300-d input vectors with ``--config.data.glove_path=FILE`` (the paper's input;
+  without it the embeddings are learned); cosine schedule, 1 warmup epoch, weight decay 0.01
+  (not stated in the paper). Data: TFDS ``imdb_reviews`` as array_record (see the error message
+  of a first run).
+* ``wikitext2_*``: preset ``paper_wikitext2`` (decoder, 1 layer, 6 heads, D = 768, length 512,
+  m_div = 100·D, tied embeddings), AdamW lr 1e-5, batch 24, 50 epochs; GPT-2 BPE tokens
+  (tiktoken; word-level fallback when its vocabulary cannot be loaded, reported in
+  summary.json); perplexity on the test split; cosine schedule, 1 warmup epoch, weight decay
+  0.01 (not stated in the paper). Data: ``wikitext-2-raw-v1.zip`` (or its ``wiki.*.raw``
+  files) in ``--config.data.data_dir`` (default ``~/tensorflow_datasets/downloads/manual``).
+* ``digits_*``: the offline runs of :func:`digits_config` (deterministic: a rerun gives the
+  same numbers); the test split is a fixed stratified 20 % (360 images).
+
+"Expected (paper)" in a config is the paper's reported figure ("not reported" where the
+variant is astroflax's extra baseline or ablation). "Runtime" was measured on the project's
+2-core x86 CPU (jax 0.10.2): seconds per training step at the paper's batch, and the full
+run extrapolated from it; a variant marked "not timed" shares the architecture, and so about
+the step time, of the ``<task>_astro`` config. The paper runs are meant for a GPU/TPU, where
+they have not been timed; on a CPU use ``--config=<name>:smoke``.
+
 Field reference (every field exists in every config, so ``--config.x.y=...`` overrides any of
 them and a typo fails):
 
@@ -10,10 +41,17 @@ them and a typo fails):
   ``tokenizer`` (gpt2 | word), ``glove_path`` (IMDB GloVe 840B 300-d text file),
   ``augment`` (CIFAR crop + flip), ``eval_split`` (WikiText-2: validation | test).
 * ``model``: ``name`` (a preset of ``astroflax.models.list_models()``), ``attention`` (a
-  variant of SPEC §5), ``alpha`` (Ca²⁺ exponent override), and constructor overrides left None
-  to keep the preset (``features``, ``num_layers``, ``num_heads``, ``mlp_dim``, ``dropout``,
-  ``m_div``, ``mode``, ``chunk_size``, ``patch_size``, ``embed_dim``, ``freeze_embedding``,
-  ``pos_embedding``).
+  variant of docs/model.md §5, ``astroflax.nn.VARIANTS``, including the ``none`` control),
+  ``alpha`` (Ca²⁺ exponent override), ``m_div`` (``"paper"``, the default: the variant's own
+  rule, the preset's factor × D for the astro family and 1 for linear / kozachkov_rf; ``"m"``;
+  a number such as ``"64000"``; a factor of the width such as ``"500D"``),
+  ``pos_embedding`` (``"paper"``, the default: the paper's own mix, the astrocytic term alone
+  for astro / astro_no_nonlin and a sinusoidal table for the others; ``"none"``,
+  ``"sinusoidal"`` or ``"learned"`` for every variant alike), ``embed_scale`` (token models:
+  ``"sqrt_d"``, the model default, or ``"one"``), ``causal`` (LM only; False is a control that
+  sees the future), and constructor overrides left None to keep the preset (``features``,
+  ``num_layers``, ``num_heads``, ``mlp_dim``, ``dropout``, ``mode``, ``chunk_size``,
+  ``patch_size``, ``embed_dim``, ``freeze_embedding``).
 * ``train``: ``batch_size`` (global), ``eval_batch_size`` (None = batch_size), ``num_epochs``
   or ``num_train_steps`` (wins when set), ``learning_rate``, ``schedule`` (cosine | constant),
   ``warmup_steps``, ``weight_decay``, ``b1``, ``b2``, ``grad_clip_norm``, ``log_every_steps``,
@@ -39,7 +77,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-#: Paper setups (SPEC §7). Values the paper does not state are astroflax's choices, marked.
+#: Paper setups (docs/model.md §7). Values the paper does not state are astroflax's choices, marked.
 PAPER = {
     "cifar10": {
         "model": "paper_cifar10", "learning_rate": 1e-3, "batch_size": 32, "num_epochs": 250,
@@ -75,11 +113,12 @@ def base_config(name: str) -> ml_collections.ConfigDict:
         "name": "tiny_cifar10", "attention": "astro", "alpha": config_dict.placeholder(float),
         "features": config_dict.placeholder(int), "num_layers": config_dict.placeholder(int),
         "num_heads": config_dict.placeholder(int), "mlp_dim": config_dict.placeholder(int),
-        "dropout": config_dict.placeholder(float), "m_div": config_dict.placeholder(float),
+        "dropout": config_dict.placeholder(float), "m_div": "paper",
         "mode": config_dict.placeholder(str), "chunk_size": config_dict.placeholder(int),
         "patch_size": config_dict.placeholder(int), "embed_dim": config_dict.placeholder(int),
         "freeze_embedding": config_dict.placeholder(bool),
-        "pos_embedding": config_dict.placeholder(str)})
+        "pos_embedding": "paper", "embed_scale": config_dict.placeholder(str),
+        "causal": config_dict.placeholder(bool)})
     c.train = ml_collections.ConfigDict({
         "batch_size": 32, "eval_batch_size": config_dict.placeholder(int), "num_epochs": 10.0,
         "num_train_steps": config_dict.placeholder(int), "learning_rate": 1e-3,
@@ -157,7 +196,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def paper_config(task: str, attention: str, name: str, arg: str | None = None
                  ) -> ml_collections.ConfigDict:
-    """The SPEC §7 setup of ``task`` (cifar10 | imdb | wikitext2) with ``attention``."""
+    """The paper's setup (docs/model.md §7) of ``task`` with ``attention``."""
     is_smoke = parse_arg(arg)
     p = PAPER[task]
     c = base_config(name)
@@ -198,11 +237,7 @@ def digits_config(attention: str, name: str, arg: str | None = None
     c.model.num_layers = 2
     c.model.num_heads = 4
     c.model.dropout = 0.1
-    c.train.batch_size = 32
-    c.train.num_epochs = 40.0
-    c.train.learning_rate = 2e-3
-    c.train.warmup_steps = 100
-    c.train.weight_decay = 0.05
-    c.train.log_every_steps = 45
-    c.train.checkpoint_every_steps = 450
+    c.train.update({"batch_size": 32, "num_epochs": 40.0, "learning_rate": 2e-3,
+                    "warmup_steps": 100, "weight_decay": 0.05, "log_every_steps": 45,
+                    "checkpoint_every_steps": 450})
     return smoke(c) if is_smoke else c

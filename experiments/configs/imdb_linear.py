@@ -1,26 +1,8 @@
-"""IMDB, attention="linear".
+"""IMDB, attention="linear": linear attention (Katharopoulos et al. 2020).
 
-IMDB, linear attention (Katharopoulos et al. 2020: elu+1, m_div = 1).
-
-Command::
-
-    python -m experiments.run --config=imdb_linear
-    python -m experiments.run --config=imdb_linear:smoke   # seconds on CPU
-
-Setup (SPEC §7): paper_imdb preset (1 layer, 4 heads, D = 128, length 400, m_div = 500·D), AdamW
-lr 1e-5, batch 64, 120 epochs; vocabulary: the 20 000 most frequent training words, GloVe 840B
-300-d vectors with --config.data.glove_path=FILE (the paper's input; without it the embeddings
-are learned); cosine schedule, 1 warmup epoch, weight decay 0.01 (not stated in the paper).
-
-Expected result (paper, SPEC §7): not reported in the paper (an extra baseline or ablation of
-astroflax); no expectation is claimed.
-
-Expected runtime: not timed for this variant; it has the architecture of ``imdb_astro``,
-measured at 0.80 s per training step at batch 64 on a 2-core x86 CPU (about 10 hours for the
-full run there; not timed on a GPU/TPU). On a CPU use the smoke variant.
-
-Data: TFDS imdb_reviews as array_record (see the error message of a first run for the one
-preparation command).
+``python -m experiments.run --config=imdb_linear``, setup: ``common.paper_config``.
+Expected (paper): not reported in the paper (astroflax's extra baseline).
+Runtime (2-core CPU): not timed; the architecture of ``imdb_astro``.
 """
 
 from experiments.configs import common

@@ -1,26 +1,8 @@
-"""WikiText-2, attention="kozachkov_iso".
+"""WikiText-2, attention="kozachkov_iso": Kozachkov et al.'s neuron-astrocyte attention.
 
-WikiText-2, Kozachkov et al.'s neuron-astrocyte attention at the same architecture (alpha = 1,
-no sigmoid, no positional term).
-
-Command::
-
-    python -m experiments.run --config=wikitext2_kozachkov_iso
-    python -m experiments.run --config=wikitext2_kozachkov_iso:smoke   # seconds on CPU
-
-Setup (SPEC §7): paper_wikitext2 preset (decoder, 1 layer, 6 heads, D = 768, length 512, m_div =
-100·D, tied embeddings), AdamW lr 1e-5, batch 24, 50 epochs; GPT-2 BPE tokens (tiktoken;
-word-level fallback when its vocabulary cannot be loaded, reported in summary.json); perplexity
-on the test split; cosine schedule, 1 warmup epoch, weight decay 0.01 (not stated in the paper).
-
-Expected result (paper, SPEC §7): test perplexity 123.3 (diverged in the paper).
-
-Expected runtime: not timed for this variant; it has the architecture of ``wikitext2_astro``,
-measured at 56.40 s per training step at batch 24 on a 2-core x86 CPU (about 6 days for the full
-run there; not timed on a GPU/TPU). On a CPU use the smoke variant.
-
-Data: wikitext-2-raw-v1.zip (or its wiki.*.raw files) in --config.data.data_dir (default
-~/tensorflow_datasets/downloads/manual).
+``python -m experiments.run --config=wikitext2_kozachkov_iso``, setup: ``common.paper_config``.
+Expected (paper): test perplexity 123.3 (diverged in the paper).
+Runtime (2-core CPU): not timed; the architecture of ``wikitext2_astro``.
 """
 
 from experiments.configs import common

@@ -1,26 +1,8 @@
-"""WikiText-2, attention="softmax".
+"""WikiText-2, attention="softmax": the Transformer baseline.
 
-WikiText-2, vanilla softmax attention (the paper's Transformer baseline).
-
-Command::
-
-    python -m experiments.run --config=wikitext2_softmax
-    python -m experiments.run --config=wikitext2_softmax:smoke   # seconds on CPU
-
-Setup (SPEC §7): paper_wikitext2 preset (decoder, 1 layer, 6 heads, D = 768, length 512, m_div =
-100·D, tied embeddings), AdamW lr 1e-5, batch 24, 50 epochs; GPT-2 BPE tokens (tiktoken;
-word-level fallback when its vocabulary cannot be loaded, reported in summary.json); perplexity
-on the test split; cosine schedule, 1 warmup epoch, weight decay 0.01 (not stated in the paper).
-
-Expected result (paper, SPEC §7): test perplexity 73.4.
-
-Expected runtime: measured on a 2-core x86 CPU (the project's dev machine, jax 0.10.2): 29.40 s
-per training step at batch 24, so the full run (50 epochs × ~191 steps of 24 × 512 GPT-2 tokens)
-would take about 3 days there; it is meant for a GPU/TPU, where it has not been timed (no
-accelerator was available when this was written). On a CPU use the smoke variant.
-
-Data: wikitext-2-raw-v1.zip (or its wiki.*.raw files) in --config.data.data_dir (default
-~/tensorflow_datasets/downloads/manual).
+``python -m experiments.run --config=wikitext2_softmax``, setup: ``common.paper_config``.
+Expected (paper): test perplexity 73.4.
+Runtime (2-core CPU): 29.40 s per training step at batch 24 (full run: about 3 days).
 """
 
 from experiments.configs import common

@@ -7,18 +7,18 @@ Command::
 
 Data: scikit-learn digits (8×8, real, offline), the fixed stratified split (1437 train / 360
 test). Model: the digits config's ViT (``experiments/configs/common.py:digits_config``) shrunk
-for a grid of many runs: width 32, 2 layers, 2 heads (per-head width m = 16), 16 patch tokens.
+for a grid of many runs: width 32, 2 layers, 2 heads (per-head width m = 16), 16 patch tokens,
+6 epochs (264 steps of 32) evaluated after every epoch. Every arm adds the same sinusoidal
+positional table (the astro family adds its astrocytic term, part of its mechanism), so the
+variant arms differ in the attention mechanism only.
 
-Arms (each differs from its reference in one named thing):
+Arms: every attention variant with the paper's ``m_div`` and ``none`` (attention contributes
+nothing: a block is its FFN only), each differing from the reference, softmax, in the
+attention mechanism only. (An ``m_div = m`` sweep and a 200-image setting were planned and run
+for one seed only: the shared 2-core machine did not allow five; see docs/results.md.)
 
-* every attention variant with the paper's ``m_div`` (``reference``: softmax); ``none``
-  (attention contributes nothing) when this astroflax has it;
-* the same variants with ``m_div = m`` (reference: the variant with the paper's ``m_div``);
-* a hard setting, 200 training images, every variant with the paper's ``m_div``
-  (reference: softmax on 200 images).
-
-Metrics: final and best test accuracy; epochs to 85 % and 95 % (the paper's learning-speed
-claim) with how many seeds reached them. 5 seeds per arm.
+Metrics: final and best test accuracy; epochs to 75 % and 85 % (the paper's learning-speed
+claim, at this short schedule) with how many seeds reached them. 5 seeds per arm.
 
 What it answers: accuracy parity and the learning-speed ordering of the paper (docs/model.md
 §7) on a small real task, and whether a variant beats an attention-free block at all.
@@ -29,32 +29,26 @@ Measured wall time (the project's 2-core machine, shared): in docs/results.md an
 
 from __future__ import annotations
 
-from typing import Any
-
 from astroflax.nn import VARIANTS
 from experiments.configs import common
 from experiments.studies import Arm, GridStudy
 
-#: The controls of docs/model.md §5 exist in this astroflax (attention "none", string m_div).
-HAS_CONTROLS = "none" in VARIANTS
 FEATURES, HEADS = 32, 2
-PER_HEAD_M = FEATURES // HEADS
 ORDER = ("softmax", "astro", "astro_no_pe", "astro_no_nonlin", "linear", "kozachkov_iso",
          "kozachkov_rf", "none")
 VARIANT_ARMS = tuple(v for v in ORDER if v in VARIANTS)
 SEEDS = (0, 1, 2, 3, 4)
-EPOCHS, SUBSET, SUBSET_EPOCHS = 6.0, 200, 30.0
-M_DIV_M: Any = "m" if HAS_CONTROLS else float(PER_HEAD_M)
-#: The m_div sweep of the two variants whose paper m_div is a large factor of D (the others'
-#: is 1 or unused); the hard setting for the three mechanisms (softmax, astro, linear) and none.
-M_DIV_ARMS = ("astro", "kozachkov_iso")
-SUBSET_ARMS = tuple(v for v in ("softmax", "astro", "linear", "none") if v in VARIANTS)
+EPOCHS = 6.0
+TARGETS = (0.75, 0.85)
 
 
 def base_config(smoke: bool):
     """The digits config, shrunk (see the module docstring)."""
     c = common.digits_config("softmax", "digits_variants")
     c.model.features, c.model.num_heads, c.model.num_layers = FEATURES, HEADS, 2
+    # One positional setting for every arm (a sinusoidal table; the astro family adds its
+    # astrocytic term as part of its mechanism), so variant arms differ in attention only.
+    c.model.pos_embedding = "sinusoidal"
     c.train.num_epochs = EPOCHS
     c.train.warmup_steps = 30
     c.train.log_every_steps = 44
@@ -81,17 +75,6 @@ def arms(smoke: bool) -> tuple[Arm, ...]:
     out = [Arm("softmax", {"model.attention": "softmax"})]
     out += [Arm(v, {"model.attention": v}, f"attention softmax -> {v}", "softmax")
             for v in VARIANT_ARMS if v != "softmax"]
-    out += [Arm(f"{v}-m_div=m", {"model.attention": v, "model.m_div": M_DIV_M},
-                f"m_div 500·D = {500 * FEATURES} -> m = {PER_HEAD_M}", v)
-            for v in M_DIV_ARMS]
-    sub = {"data.num_train": SUBSET, "train.num_epochs": SUBSET_EPOCHS,
-           "train.batch_size": 40, "train.warmup_steps": 10, "train.log_every_steps": 25,
-           "train.eval_every_steps": 25}
-    # The hard setting is a second reference (its data and recipe differ from the full one).
-    out += [Arm(f"n{SUBSET}-softmax", {**sub, "model.attention": "softmax"})]
-    out += [Arm(f"n{SUBSET}-{v}", {**sub, "model.attention": v}, f"attention softmax -> {v}",
-                f"n{SUBSET}-softmax")
-            for v in SUBSET_ARMS if v != "softmax"]
     return tuple(out)
 
 
@@ -103,4 +86,4 @@ def get_study(arg: str | None = None) -> GridStudy:
         question="Do the attention variants reach the same digits accuracy, how fast, and "
                  "does any beat an attention-free block?",
         base=base_config(smoke), arms=arms(smoke), seeds=(0, 1) if smoke else SEEDS,
-        metric="eval_accuracy", targets=(0.85, 0.95))
+        metric="eval_accuracy", targets=TARGETS)

@@ -162,6 +162,15 @@ def test_code_lm_smoke_reports_validation_and_test_perplexity(tmp_path, env):
         assert res["arms"][arm]["final"]["mean"] == pytest.approx(
             np.mean([r["final"] for r in runs]))
     run = res["runs"][0]
+    path = tmp_path / run["arm"] / f"seed_{run['seed']}"
     assert run["extra"]["test"] == json.loads(
-        (tmp_path / run["arm"] / f"seed_{run['seed']}" / "extra_eval.json").read_text()
-    )["test"]["eval_perplexity"]
+        (path / "extra_eval.json").read_text())["test"]["eval_perplexity"]
+    # The evaluator reproduces the run's own last evaluation on its own split exactly.
+    code = ("import json, sys; from pathlib import Path; from experiments.study import "
+            "evaluate_split; print(json.dumps(evaluate_split(Path(sys.argv[1]), 'validation')))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = json.loads((path / "summary.json").read_text())
+    assert again["eval_loss"] == summary["final"]["eval_loss"] and again["step"] == 6

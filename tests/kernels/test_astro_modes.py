@@ -1,4 +1,6 @@
-"""Every execution mode of astromorphic attention equals the direct O(T²) formula (SPEC §2, §4).
+"""Every execution mode of astromorphic attention equals the direct O(T²) formula.
+
+The formula is that of docs/model.md §2 (non-causal) and §4 (causal).
 
 The grid T × (alpha, sigmoid, pos_keys, mask) × mode is covered so that every mode meets every
 setting and every length meets every setting, without compiling the full cross product.

@@ -12,7 +12,7 @@ from astroflax.kernels import (
     astro_step,
     linear_attention,
 )
-from astroflax.kernels.astro import init_state
+from astroflax.kernels.astro import empty_state
 from astroflax.kernels.astro.api import _astro_attention
 from astroflax.kernels.linear.naive import naive_linear_attention
 from tests.helpers import assert_close, padding_mask, random_qkv
@@ -86,7 +86,7 @@ def test_scanning_astro_step_equals_recurrent_mode_and_chunk_and_parallel():
     T, m, d = 19, 4, 3
     q, k, v, pos = random_qkv(3, B=1, T=T, H=1, m=m, d=d)
     params = ReadParams(alpha=0.25, sigmoid=True, m_div=float(m), eps=1e-6)
-    state = init_state(m, d, jnp.float64)
+    state = empty_state(m, d, jnp.float64)
     outs = []
     for t in range(T):
         y, state = astro_step(state, q[0, t, 0], k[0, t, 0], v[0, t, 0], pos[t, 0], params=params)

@@ -53,7 +53,8 @@ def test_gradients_match_direct_formula():
 
 def test_a_shorter_length_is_a_different_window_not_a_slice():
     # D = M P Mᵀ sums over the whole window, so rows of a length-10 call differ from the first
-    # 10 rows of the full window: models must compute A over T_max once and slice it (SPEC §3).
+    # 10 rows of the full window: models must compute A over T_max once and slice it
+    # (docs/model.md §3).
     M = jax.random.normal(jax.random.key(1), (4, 40), jnp.float64)
     full = astro_positional(M, decay=0.5, length=40)
     short = astro_positional(M, decay=0.5, length=10)

@@ -1,4 +1,4 @@
-"""AstroAttention against an independent numpy reference, its variant table, decoding and errors."""
+"""Attention layers against an independent numpy reference, the variant table, decoding, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -6,14 +6,23 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from astroflax.nn import VARIANTS, AstroAttention, RandomProjection, init_positional_weights
+from astroflax.nn import (
+    VARIANTS,
+    AstroAttention,
+    RandomProjection,
+    init_positional_weights,
+    make_attention,
+)
 from tests.helpers import assert_close, padding_mask
 
 D, H, T_MAX = 8, 2, 9
 
 
 def make(variant, *, causal=False, dtype=jnp.float64, seed=0, **kw):
-    return AstroAttention(D, H, max_len=T_MAX, variant=variant, causal=causal,
+    if variant not in VARIANTS or VARIANTS[variant].kernel == "astro":
+        return AstroAttention(D, H, max_len=T_MAX, attention=variant, causal=causal,
+                              param_dtype=dtype, rngs=nnx.Rngs(seed), **kw)
+    return make_attention(D, H, max_len=T_MAX, attention=variant, causal=causal,
                           param_dtype=dtype, rngs=nnx.Rngs(seed), **kw)
 
 
@@ -58,7 +67,7 @@ def reference(mod, x, mask, *, causal):
         af = phi(np.stack(A, 1)[:T])  # [T, H, m]
     else:
         af = np.zeros((T, H, m))
-    m_div = m if mod.m_div is None else mod.m_div
+    m_div = mod.m_div
     out = np.zeros(v.shape)
     for b in range(B):
         for h in range(H):
@@ -91,13 +100,14 @@ def softmax_reference(mod, x, *, causal):
     return np.einsum("bthd,hdD->btD", out, np_(mod.out.kernel[...])) + np_(mod.out.bias[...])
 
 
-ASTRO_FAMILY = [v for v in VARIANTS if v != "softmax"]
+ASTRO_FAMILY = [v for v, spec in VARIANTS.items() if spec.kernel == "astro"]
+DECODERS = [v for v in VARIANTS if v != "none"]
 
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("variant", ASTRO_FAMILY)
 def test_astro_family_matches_numpy_reference_with_padding(variant, causal):
-    mod = make(variant, causal=causal, m_div=3.0 if VARIANTS[variant]["m_div"] is None else None)
+    mod = make(variant, causal=causal, m_div=3.0 if VARIANTS[variant].m_div == "paper" else None)
     x = jax.random.normal(jax.random.key(1), (2, 7, D), jnp.float64)
     mask = None if causal else padding_mask(2, 7, [7, 4])
     assert_close(mod(x, mask=mask), reference(mod, x, mask, causal=causal), rtol=1e-9,
@@ -112,19 +122,22 @@ def test_softmax_matches_numpy_reference(causal):
     assert_close(mod(x), softmax_reference(mod, x, causal=causal), rtol=1e-5)
 
 
-def test_variant_table_is_spec_section_5():
-    rows = {name: (r.get("feature_map"), r.get("alpha"), r.get("sigmoid"), r.get("positional"))
-            for name, r in VARIANTS.items()}
+def test_variant_table_is_the_papers_table():
+    # docs/model.md §5 (the paper's Table 1 and its two predecessors): feature map, alpha,
+    # sigmoid, astrocytic positional term, m_div rule; softmax and none have no astro settings.
+    rows = {name: (s.kernel, s.feature_map, s.alpha, s.sigmoid, s.positional, s.m_div)
+            for name, s in VARIANTS.items() if s.kernel == "astro"}
     assert rows == {
-        "astro": ("elu1", 0.25, True, True),
-        "astro_no_pe": ("elu1", 0.25, True, False),
-        "astro_no_nonlin": ("elu1", 1.0, False, True),
-        "kozachkov_iso": ("elu1", 1.0, False, False),
-        "kozachkov_rf": ("random_features", 1.0, False, False),
-        "linear": ("elu1", 1.0, False, False),
-        "softmax": (None, None, None, None),
+        "astro": ("astro", "elu1", 0.25, True, True, "paper"),
+        "astro_no_pe": ("astro", "elu1", 0.25, True, False, "paper"),
+        "astro_no_nonlin": ("astro", "elu1", 1.0, False, True, "paper"),
+        "kozachkov_iso": ("astro", "elu1", 1.0, False, False, "paper"),
+        "kozachkov_rf": ("astro", "random_features", 1.0, False, False, 1.0),
+        "linear": ("astro", "elu1", 1.0, False, False, 1.0),
     }
-    assert VARIANTS["linear"]["m_div"] == 1.0
+    assert {n: s.kernel for n, s in VARIANTS.items() if s.kernel != "astro"} == {
+        "softmax": "softmax", "none": "none"}
+    assert all(name == spec.name for name, spec in VARIANTS.items())
 
 
 def test_kernel_argument_receives_the_variant_settings_and_overrides():
@@ -174,7 +187,7 @@ def test_random_projection_is_fixed_not_a_param():
         "kozachkov_rf", seed=1).projection[...])
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", DECODERS)
 def test_prefill_then_steps_equal_the_full_causal_pass(variant):
     dtype, rtol = (jnp.float32, 1e-5) if variant == "softmax" else (jnp.float64, 1e-9)
     mod = make(variant, causal=True, dtype=dtype)
@@ -188,7 +201,7 @@ def test_prefill_then_steps_equal_the_full_causal_pass(variant):
     assert int(state.position) == 7
     assert_close(jnp.concatenate(outs, axis=1), full, rtol=rtol, name=variant)
     # From the empty state too.
-    state = mod.init_state(2)
+    state = mod.init_decode_state(2)
     steps = []
     for t in range(7):
         y_t, state = mod.step(x[:, t], state)
@@ -214,7 +227,7 @@ def test_softmax_rejects_astro_only_settings():
 
 def test_decoding_needs_a_causal_layer():
     with pytest.raises(ValueError, match="causal=True"):
-        make("astro").init_state(1)
+        make("astro").init_decode_state(1)
 
 
 @pytest.mark.parametrize("causal", [False, True])

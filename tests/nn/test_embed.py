@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from astroflax.nn import (
-    AbsolutePositions,
-    FrozenEmbedding,
-    PatchEmbedding,
-    TokenEmbedding,
-    load_glove,
-    sinusoidal_positions,
-)
+from astroflax.nn import AbsolutePositions, FrozenEmbedding, PatchEmbedding, TokenEmbedding
+from astroflax.nn.embed import load_glove, sinusoidal_positions
 from tests.helpers import assert_close
 
 

@@ -20,7 +20,7 @@ def test_keeps_the_last_k_and_the_best_scored_checkpoint_and_restores_the_newest
     for step, score in scores.items():
         model.w[...] = jnp.full((3,), step, jnp.float32)
         next(it)
-        ckpt.save(step, nnx.State({0: nnx.state(model), 1: opt_state}), it,
+        ckpt.save(step, nnx.State({"model": nnx.state(model), "optimizer": opt_state}), it,
                   {"step": step}, score=score)
         ckpt.wait()
     assert ckpt.all_steps() == [2, 4, 5]          # best (0.9 at step 2) + the last two
@@ -28,7 +28,7 @@ def test_keeps_the_last_k_and_the_best_scored_checkpoint_and_restores_the_newest
 
     fresh = iter(grain.MapDataset.range(100).to_iter_dataset())
     state, meta = Checkpointer(tmp_path, keep=2).restore_latest(
-        nnx.State({0: nnx.state(Tiny()), 1: opt_state}), fresh)
+        nnx.State({"model": nnx.state(Tiny()), "optimizer": opt_state}), fresh)
     assert meta["step"] == 5
-    np.testing.assert_array_equal(np.asarray(state[0]["w"][...]), [5, 5, 5])
+    np.testing.assert_array_equal(np.asarray(state.model["w"][...]), [5, 5, 5])
     assert next(fresh) == 5                        # the iterator resumes after 5 elements

@@ -9,7 +9,7 @@ from flax import nnx
 
 from astroflax.train import ConfigError, validate_config
 from astroflax.train.config import model_overrides
-from astroflax.train.steps import eval_step, init_state, make_schedule, train_step
+from astroflax.train.steps import create_train_state, eval_step, make_schedule, make_train_step
 from experiments.configs import common
 
 
@@ -19,7 +19,10 @@ def smoke_config():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("model.alpha", -0.5, r"config\.model\.alpha: expected > 0"),
-    ("model.m_div", 0.0, r"config\.model\.m_div: expected > 0"),
+    ("model.m_div", "0", r"config\.model\.m_div: expected one of 'paper', 'm', a positive"),
+    ("model.m_div", "500E", r"config\.model\.m_div: expected one of .*'500D'"),
+    ("model.pos_embedding", "auto", r"config\.model\.pos_embedding: expected one of"),
+    ("model.embed_scale", "two", r"config\.model\.embed_scale: expected one of"),
     ("model.name", "paper_mnist", r"config\.model\.name: expected one of"),
     ("model.attention", "flash", r"config\.model\.attention: expected one of"),
     ("train.batch_size", 12, r"config\.train\.batch_size: expected divisible by the 8 devices"),
@@ -61,7 +64,10 @@ def test_data_fixed_values_fill_in_and_contradictions_fail():
     kw = model_overrides(cfg.model, {"image_size": 8, "in_channels": 1})
     assert kw["image_size"] == 8 and kw["patch_size"] == 2 and "alpha" not in kw
     cfg.model.alpha = 0.5
-    assert model_overrides(cfg.model)["attention_options"] == {"alpha": 0.5}
+    assert model_overrides(cfg.model)["alpha"] == 0.5
+    assert "m_div" not in model_overrides(cfg.model)  # "paper": the variant's own rule
+    cfg.model.m_div = "2D"
+    assert model_overrides(cfg.model)["m_div"] == "2D"
     with pytest.raises(ConfigError, match=r"config\.model\.patch_size: 2 contradicts"):
         model_overrides(cfg.model, {"patch_size": 4})
 
@@ -96,7 +102,7 @@ def np_log_softmax(logits):
 def _tiny_classifier():
     kw = {"image_size": 4, "in_channels": 1, "patch_size": 2, "num_classes": 3,
           "features": 8, "num_layers": 1, "num_heads": 2, "attention": "astro"}
-    return init_state("tiny_cifar10", kw, optax.sgd(0.1), seed=0)
+    return create_train_state("tiny_cifar10", kw, optax.sgd(0.1), seed=0)
 
 
 def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
@@ -104,7 +110,7 @@ def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
     rng = np.random.default_rng(0)
     batch = {"inputs": rng.random((6, 4, 4, 1), dtype=np.float32),
              "label": rng.integers(0, 3, 6).astype(np.int32)}
-    model, _ = nnx.merge(graphdef, state)
+    model = nnx.merge(graphdef, state).model
     logits = np.asarray(forward(model, batch["inputs"]), np.float64)
     logp = np_log_softmax(logits)
     expected_loss = -logp[np.arange(6), batch["label"]].mean()
@@ -115,9 +121,9 @@ def test_train_step_loss_is_the_mean_cross_entropy_and_applies_sgd():
         return optax.softmax_cross_entropy_with_integer_labels(lg, batch["label"]).mean()
 
     grads = nnx.jit(nnx.grad(loss_of))(model)       # jitted: eager grads compile op by op
-    new_state, metrics = train_step(graphdef, state, batch, task="classification")
+    new_state, metrics = make_train_step(graphdef, task="classification")(state, batch)
     assert float(metrics["loss"]) == pytest.approx(expected_loss, rel=1e-5)
-    new_model, _ = nnx.merge(graphdef, new_state)
+    new_model = nnx.merge(graphdef, new_state).model
     after = jax.tree.map(np.asarray, nnx.state(new_model, nnx.Param))
     for b, g, a in zip(jax.tree.leaves(params_before), jax.tree.leaves(grads),
                        jax.tree.leaves(after), strict=True):
@@ -129,7 +135,7 @@ def test_eval_step_sums_ignore_zero_weight_rows():
     rng = np.random.default_rng(1)
     x = rng.random((4, 4, 4, 1), dtype=np.float32)
     y = np.array([0, 1, 2, 1], np.int32)
-    model, _ = nnx.merge(graphdef, state)
+    model = nnx.merge(graphdef, state).model
     logits = np.asarray(forward(model, x), np.float64)
     nll = -np_log_softmax(logits)[np.arange(4), y]
     correct = (logits.argmax(-1) == y).astype(np.float64)
@@ -143,12 +149,12 @@ def test_eval_step_sums_ignore_zero_weight_rows():
 
 def test_lm_eval_counts_tokens_and_its_nll_matches_numpy():
     kw = {"vocab_size": 11, "max_len": 6, "features": 8, "num_layers": 1, "num_heads": 2}
-    graphdef, state = init_state("tiny_wikitext2", kw, optax.sgd(0.1), seed=0)
+    graphdef, state = create_train_state("tiny_wikitext2", kw, optax.sgd(0.1), seed=0)
     rng = np.random.default_rng(2)
     tokens = rng.integers(0, 11, (2, 7)).astype(np.int32)
     batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
              "weight": np.ones((2,), np.float32)}
-    model, _ = nnx.merge(graphdef, state)
+    model = nnx.merge(graphdef, state).model
     logits = np.asarray(forward(model, batch["inputs"]), np.float64)
     logp = np_log_softmax(logits)
     nll = -np.take_along_axis(logp, batch["targets"][..., None], -1).sum()

@@ -26,10 +26,10 @@ from astroflax.train.steps import (
     StepSharding,
     _gather_for_use,
     abstract_state,
-    init_state,
+    create_train_state,
     make_optimizer,
     make_schedule,
-    sharded_train_step,
+    make_train_step,
     state_shardings,
 )
 from experiments.configs import common
@@ -56,8 +56,8 @@ def sharded_state(cfg, num_devices=8, weight_decay=0.0):
     """``(mesh, graphdef, state)`` of ``cfg``'s digits model created sharded on its mesh."""
     mesh = make_mesh(cfg.mesh, jax.devices()[:num_devices])
     kw = model_overrides(cfg.model, {"image_size": 8, "num_classes": 10, "in_channels": 1})
-    graphdef, state = init_state(cfg.model.name, kw, digits_tx(weight_decay), 0, mesh=mesh,
-                                 rules=tuple(cfg.mesh.rules))
+    graphdef, state = create_train_state(cfg.model.name, kw, digits_tx(weight_decay), 0,
+                                         mesh=mesh, rules=tuple(cfg.mesh.rules))
     return mesh, graphdef, state
 
 
@@ -65,12 +65,13 @@ def step_losses(cfg, batches, num_devices):
     """Losses of ``len(batches)`` train steps of ``cfg``'s model on the first devices."""
 
     mesh, graphdef, state = sharded_state(cfg, num_devices, weight_decay=0.01)
-    step = sharded_train_step(state_shardings(state))
     placement = StepSharding.gather_over(state, tuple(cfg.mesh.batch_axes))
+    step = make_train_step(graphdef, task="classification", placement=placement,
+                           shardings=state_shardings(state))
     sharding, out = batch_sharding(mesh, cfg.mesh), []
     for b in batches:
         b = {k: jax.make_array_from_process_local_data(sharding, v) for k, v in b.items()}
-        state, m = step(graphdef, state, b, task="classification", placement=placement)
+        state, m = step(state, b)
         out.append(float(m["loss"]))
     return np.array(out)
 
@@ -94,7 +95,8 @@ def test_fsdp_parameters_and_moments_are_sharded_as_the_rules_say():
     cfg = common.fsdp(tiny(attention="astro"))
     cfg.mesh.shape = (2, 4)
     _, graphdef, state = sharded_state(cfg)
-    model, opt = nnx.merge(graphdef, state)
+    train = nnx.merge(graphdef, state)
+    model, opt = train.model, train.optimizer
     checked = 0
     for tree in (nnx.state(model, nnx.Param), opt.opt_state):
         for path, var in jax.tree_util.tree_flatten_with_path(
@@ -271,7 +273,7 @@ def test_step_sharding_gathers_parameters_over_the_batch_axes_only():
     assert in_use[up].spec == P(None, "model")
     # Only parameters stored split over a batch axis are listed.
     stored = {jax.tree_util.keystr(p): leaf.sharding.spec for p, leaf in
-              jax.tree_util.tree_flatten_with_path(nnx.filter_state(state[0], nnx.Param))[0]}
+              jax.tree_util.tree_flatten_with_path(nnx.filter_state(state.model, nnx.Param))[0]}
     assert set(in_use) == {k for k, spec in stored.items() if "fsdp" in jax.tree.leaves(
         tuple(spec))}
 
@@ -307,9 +309,9 @@ def test_gathering_fsdp_parameters_in_use_makes_lm_temporaries_fall_with_the_dev
         batch = {k: jax.ShapeDtypeStruct((16, 64), np.int32, sharding=bsh)
                  for k in ("inputs", "targets")}
         placement = StepSharding.gather_over(abstract, ("data", "fsdp")) if gather else None
-        step = sharded_train_step(state_shardings(abstract))
-        return step.lower(graphdef, abstract, batch, task="lm",
-                          placement=placement).compile().memory_analysis().temp_size_in_bytes
+        step = make_train_step(graphdef, task="lm", placement=placement,
+                               shardings=state_shardings(abstract))
+        return step.lower(abstract, batch).compile().memory_analysis().temp_size_in_bytes
 
     one = temp_bytes(1, True)
     logits = 16 * 64 * 4096 * 4

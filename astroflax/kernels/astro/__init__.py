@@ -1,7 +1,7 @@
 """Astromorphic attention: per-head primitives, execution modes, references and the batched API."""
 
 from astroflax.kernels.astro.api import MODES, astro_attention, resolve_mode
-from astroflax.kernels.astro.chunk import chunk
+from astroflax.kernels.astro.chunk import chunk_astro
 from astroflax.kernels.astro.core import (
     AstroState,
     ReadParams,
@@ -9,16 +9,16 @@ from astroflax.kernels.astro.core import (
     calcium_drive,
     causal_block,
     causal_linear_read,
+    empty_state,
     featurize,
     hebbian_weights,
-    init_state,
     normalise,
     prefix_states,
     read,
     write,
 )
-from astroflax.kernels.astro.parallel import parallel
-from astroflax.kernels.astro.recurrent import recurrent
+from astroflax.kernels.astro.parallel import parallel_astro
+from astroflax.kernels.astro.recurrent import recurrent_astro
 
 __all__ = [
     "MODES",
@@ -29,15 +29,15 @@ __all__ = [
     "calcium_drive",
     "causal_block",
     "causal_linear_read",
-    "chunk",
+    "chunk_astro",
+    "empty_state",
     "featurize",
     "hebbian_weights",
-    "init_state",
     "normalise",
-    "parallel",
+    "parallel_astro",
     "prefix_states",
     "read",
-    "recurrent",
+    "recurrent_astro",
     "resolve_mode",
     "write",
 ]

@@ -26,10 +26,10 @@ from astroflax.kernels._validate import (
     fail,
     shape_of,
 )
-from astroflax.kernels.astro.chunk import chunk
+from astroflax.kernels.astro.chunk import chunk_astro
 from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
-from astroflax.kernels.astro.parallel import parallel
-from astroflax.kernels.astro.recurrent import recurrent
+from astroflax.kernels.astro.parallel import parallel_astro
+from astroflax.kernels.astro.recurrent import recurrent_astro
 from astroflax.kernels.feature_maps import FEATURE_MAPS
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
@@ -122,7 +122,7 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
             fail("initial_state", want, f"S {shape_of(S)}, z {shape_of(z)}")
         if dtype_of(S) != acc or dtype_of(z) != acc:
             # The state is where sums accumulate: a lower-precision state would silently
-            # accumulate in it (SPEC §2: S, z in float32).
+            # accumulate in it (docs/model.md §2: S, z in float32).
             fail("initial_state", want, f"S {dtype_of(S)}, z {dtype_of(z)}")
     for name, value in (("alpha", alpha), ("eps", eps)):
         check_static_scalar(name, value)
@@ -146,12 +146,13 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
     if pos_keys is not None:
         pos_keys = jax.lax.slice_in_dim(pos_keys, 0, T, axis=1 - head_axis)
     if mode == "parallel":
-        head_fn = functools.partial(parallel, causal=causal, params=params, feature_map=feature_map)
+        head_fn = functools.partial(parallel_astro, causal=causal, params=params,
+                                    feature_map=feature_map)
     elif mode == "chunk":
-        head_fn = functools.partial(chunk, params=params, feature_map=feature_map,
+        head_fn = functools.partial(chunk_astro, params=params, feature_map=feature_map,
                                     chunk_size=chunk_size)
     else:
-        head_fn = functools.partial(recurrent, params=params, feature_map=feature_map)
+        head_fn = functools.partial(recurrent_astro, params=params, feature_map=feature_map)
     per_head_projection = projection is not None and projection.ndim == 3
     lifted = lift_over_batch_and_heads(
         head_fn,
@@ -170,7 +171,7 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
                     mode: str = "auto", chunk_size: int = 64, eps: float = 1e-6,
                     initial_state: AstroState | None = None, return_state: bool = False,
                     layout: str = "BTHD") -> Array | tuple[Array, AstroState]:
-    """Astromorphic attention (paper Eq. 8–17; SPEC §2–4), batched over examples and heads.
+    """Astromorphic attention (paper Eq. 8–17; docs/model.md §2–4), batched over examples and heads.
 
     Per head: ``S = Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``H = σ(S / m_div)`` (Eq. 11),
     ``g = (Σ_t φ(k_t))**alpha`` (Eq. 13–14), ``out_i = (φ(q_i) @ H) / (φ(q_i)·g + eps)``

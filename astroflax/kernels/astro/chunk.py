@@ -1,4 +1,4 @@
-"""Chunked causal mode for one head (SPEC §4): ``lax.scan`` over chunks of ``C`` tokens.
+"""Chunked causal mode for one head (docs/model.md §4): ``lax.scan`` over chunks of ``C`` tokens.
 
 Each chunk reads the state carried from earlier chunks plus its own tokens, then hands its
 final state on. With the sigmoid on, the chunk materialises its ``C`` prefix states
@@ -33,7 +33,7 @@ def _split_chunks(x: Array | None, num_chunks: int, chunk_size: int) -> Array | 
     return x.reshape(num_chunks, chunk_size, *x.shape[1:])
 
 
-def chunk(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
+def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
           projection: Array | None, initial_state: AstroState, *, params: ReadParams,
           feature_map: str, chunk_size: int) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head, chunk by chunk.

@@ -58,7 +58,7 @@ def accumulation_dtype(dtype) -> jnp.dtype:
     return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
 
 
-def init_state(m: int, d: int, dtype=jnp.float32) -> AstroState:
+def empty_state(m: int, d: int, dtype=jnp.float32) -> AstroState:
     """The empty synapse: ``S = 0 [m, d]``, ``z = 0 [m]``."""
     return AstroState(S=jnp.zeros((m, d), dtype), z=jnp.zeros((m,), dtype))
 
@@ -119,7 +119,7 @@ def prefix_states(state: AstroState, k_feat: Array, v: Array,
                   pos_feat: Array | None = None) -> AstroState:
     """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
 
-    Memory is ``O(T·m·d)``: callers use it per chunk (SPEC §4), never over a long sequence.
+    Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long sequence.
     """
     x = _presynaptic(k_feat, pos_feat)
     v = v.astype(state.S.dtype)
@@ -222,7 +222,7 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
 
 def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
                  pos_feat: Array | None, params: ReadParams) -> tuple[Array, AstroState]:
-    """Causal attention within one block of tokens that follows ``state`` (SPEC §4).
+    """Causal attention within one block of tokens that follows ``state`` (docs/model.md §4).
 
     Sigmoid on: the block's prefix states ``[T, m, d]`` are materialised and read one by one
     (the sigmoid of Eq. 11 is nonlinear in the prefix). Sigmoid off: the masked-score form of

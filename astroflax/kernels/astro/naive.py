@@ -1,4 +1,4 @@
-"""Direct O(T²) references for astromorphic attention (SPEC §2 and §4), for tests only.
+"""Direct O(T²) references for astromorphic attention (docs/model.md §2 and §4), for tests only.
 
 Written from the formula, independently of :mod:`core`: for every query ``i`` it builds the
 visible set ``S(i)`` as an explicit ``[T, T]`` matrix and the full Hebbian trace ``[T, m, d]``,

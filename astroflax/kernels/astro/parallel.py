@@ -22,7 +22,7 @@ from astroflax.kernels.astro.core import (
 )
 
 
-def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
+def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
              projection: Array | None, initial_state: AstroState, *, causal: bool,
              params: ReadParams, feature_map: str) -> tuple[Array, AstroState]:
     """Astromorphic attention of one head over a whole sequence.
@@ -32,7 +32,7 @@ def parallel(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array |
       mask: ``[T]`` bool (True = real token) or None.
       projection: ``[m, n]`` for random features, else None.
       initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens (zeros for a fresh sequence).
-      causal: query ``i`` sees tokens ``t <= i`` (SPEC §4) instead of all tokens.
+      causal: query ``i`` sees tokens ``t <= i`` (docs/model.md §4) instead of all tokens.
       params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
 
     Returns:

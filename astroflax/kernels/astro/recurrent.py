@@ -13,7 +13,7 @@ from jax import Array
 from astroflax.kernels.astro.core import AstroState, ReadParams, astro_step
 
 
-def recurrent(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
+def recurrent_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
               projection: Array | None, initial_state: AstroState, *, params: ReadParams,
               feature_map: str) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head by scanning :func:`astro_step`.

@@ -1,7 +1,8 @@
 """Linear attention (Katharopoulos et al. 2020): astromorphic attention with the astrocyte removed.
 
-``alpha = 1``, no sigmoid, no positional term, ``m_div = 1`` (SPEC §2's exact special case), so
-it reuses the astromorphic modes (parallel, chunk, recurrent) rather than a second copy.
+``alpha = 1``, no sigmoid, no positional term, ``m_div = 1`` (an exact special case,
+docs/model.md §2), so it reuses the astromorphic modes (parallel, chunk, recurrent) rather
+than a second copy.
 """
 
 from __future__ import annotations
