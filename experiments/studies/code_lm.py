@@ -17,13 +17,10 @@ Every arm adds the same sinusoidal positional table to √D-scaled token embeddi
 family adds its astrocytic term, part of its mechanism), so variant arms differ in attention
 only.
 
-Arms: softmax (reference); astro, linear, kozachkov_iso and ``none`` (no attention) vs
-softmax; controls: softmax with a learned positional table, softmax without the √D embedding
-scale (both vs softmax: the positional settings that flipped a single-seed ranking in review),
-astro with the paper's positional setting (the astrocytic term only, no table), astro with
-``m_div = m`` (attention switched on at initialisation), and a non-causal astro decoder (sees
-the future: what that is worth is the evidence on the paper's WikiText-2 perplexity of 33.8),
-each vs astro.
+Arms: softmax (reference); astro, linear and ``none`` (no attention) vs softmax; controls:
+softmax with a learned positional table (vs softmax: the positional setting that flipped a
+single-seed ranking in review), and a non-causal astro decoder (vs astro: it sees the future;
+what that is worth is the evidence on the paper's WikiText-2 perplexity of 33.8).
 
 Measured wall time (the project's 2-core machine, shared): in docs/results.md and the study's
 ``timing.json``.
