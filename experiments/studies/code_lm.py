@@ -17,10 +17,12 @@ Every arm adds the same sinusoidal positional table to √D-scaled token embeddi
 family adds its astrocytic term, part of its mechanism), so variant arms differ in attention
 only.
 
-Arms: softmax (reference); astro, linear and ``none`` (no attention) vs softmax; controls:
-softmax with a learned positional table (vs softmax: the positional setting that flipped a
-single-seed ranking in review), and a non-causal astro decoder (vs astro: it sees the future;
-what that is worth is the evidence on the paper's WikiText-2 perplexity of 33.8).
+Arms: softmax (reference); astro, linear, kozachkov_iso and ``none`` (no attention) vs
+softmax; controls vs softmax: a learned positional table, and token embeddings without the √D
+scale (the positional settings that flipped a single-seed ranking in review); controls vs
+astro: the paper's positional setting (the astrocytic term only, no table), ``m_div = m``
+(attention switched on at initialisation), and a non-causal decoder (it sees the future; what
+that is worth is the evidence on the paper's WikiText-2 perplexity of 33.8).
 
 Measured wall time (the project's 2-core machine, shared): in docs/results.md and the study's
 ``timing.json``.
@@ -33,7 +35,7 @@ from experiments.configs import common
 from experiments.studies import Arm, GridStudy
 
 FEATURES, HEADS, LENGTH, VOCAB, STEPS = 64, 2, 64, 4096, 250
-ORDER = ("softmax", "astro", "linear", "none")
+ORDER = ("softmax", "astro", "linear", "kozachkov_iso", "none")
 
 
 def base_config(smoke: bool):
@@ -87,7 +89,16 @@ def arms(smoke: bool) -> tuple[Arm, ...]:
             for v in ORDER if v in VARIANTS and v != "softmax"]
     out += [Arm("softmax-pos=learned", {"model.attention": "softmax",
                                         "model.pos_embedding": "learned"},
-                "positions sinusoidal -> learned table", "softmax")]
+                "positions sinusoidal -> learned table", "softmax"),
+            Arm("softmax-embed_scale=one", {"model.attention": "softmax",
+                                            "model.embed_scale": "one"},
+                "token embeddings × √D -> × 1 (before adding the sinusoidal table)",
+                "softmax"),
+            Arm("astro-pos=paper", {"model.attention": "astro", "model.pos_embedding": "paper"},
+                "positions: sinusoidal table + astrocytic term -> astrocytic term only (the "
+                "paper's setting)", "astro"),
+            Arm("astro-m_div=m", {"model.attention": "astro", "model.m_div": "m"},
+                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "astro")]
     out.append(Arm("astro-noncausal", {"model.attention": "astro", "model.causal": False},
                    "causal -> non-causal (sees the future: a control)", "astro"))
     return tuple(out)
