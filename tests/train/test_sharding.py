@@ -133,7 +133,7 @@ def test_fsdp_with_a_tensor_parallel_axis_matches_one_device_and_splits_heads(ba
     validate_config(tp, process_count=1)
     np.testing.assert_allclose(step_losses(tp, batches, 8), ref, rtol=0, atol=1e-5)
 
-    model = nnx.merge(*sharded_state(tp)[1:])[0]
+    model = nnx.merge(*sharded_state(tp)[1:]).model
     block = model.trunk.stack.blocks[0]
     assert block.attention.query.kernel[...].sharding.spec == P("fsdp", "model", None)
     assert block.ffn.up.kernel[...].sharding.spec == P("fsdp", "model")
