@@ -1,8 +1,9 @@
-"""Shared benchmark helpers: best-of-N wall time, machine description, table printing."""
+"""Shared benchmark helpers: timing, machine description, tables, reports."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -81,3 +82,19 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(fmt(x) for x in row) + " |")
+
+
+def report(results: dict[str, Any], json_path: str | None) -> None:
+    """Prints the load before and after and the machine line; saves ``results`` to ``json_path``.
+
+    ``results`` holds ``machine`` (from :func:`machine`), ``uptime_before`` and ``uptime_after``
+    (from :func:`uptime`); ``json_path`` ``None`` saves nothing.
+    """
+    print(f"\nuptime before: {results['uptime_before']}\nuptime after:  {results['uptime_after']}")
+    m = results["machine"]
+    print(f"{m['date']} | {m['cpu']} | {m['cpu_count']} cores | jax {m['jax']} {m['backend']}")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"saved {json_path}")
+
