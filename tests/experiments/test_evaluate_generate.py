@@ -243,3 +243,26 @@ def test_write_stream_prints_a_character_split_over_tokens_once_complete():
     pieces = [b"caf", b"\xc3", b"\xa9 ", b"\xe2\x98", b"\x95", b"\xe2"]
     assert generate.write_stream(pieces, out) == "café ☕\ufffd"
     assert writes == ["caf", "", "é ", "", "☕", "", "\ufffd"]   # the last: final flush
+
+
+def test_sample_token_is_argmax_when_greedy_and_stays_within_the_top_k_when_sampling():
+    from astroflax.models.lm import sample_token
+
+    logits = jax.numpy.asarray([[0.1, 2.0, -1.0, 1.5, 0.0], [3.0, -2.0, 0.5, 2.9, 1.0]])
+    top2 = [{1, 3}, {0, 3}]  # by hand: the two largest logits of each row
+    temperature = jax.numpy.asarray(1.0)
+    greedy = sample_token(logits, jax.random.key(0), temperature, top_k=None, greedy=True)
+    assert greedy.dtype == jax.numpy.int32 and greedy.tolist() == [1, 0]
+    seen: list[set[int]] = [set(), set()]
+    for seed in range(40):
+        key = jax.random.key(seed)
+        assert sample_token(logits, key, temperature, top_k=1, greedy=False).tolist() == [1, 0]
+        for row, token in enumerate(sample_token(logits, key, temperature, top_k=2,
+                                                 greedy=False).tolist()):
+            seen[row].add(token)
+    # 40 draws from two tokens of probability >= 0.38 each: both turn up, nothing else does.
+    assert seen == top2
+    cold = sample_token(logits, jax.random.key(1), jax.numpy.asarray(1e-3), top_k=None,
+                        greedy=False)
+    assert cold.tolist() == [1, 0]
+
