@@ -266,3 +266,19 @@ def test_sample_token_is_argmax_when_greedy_and_stays_within_the_top_k_when_samp
                         greedy=False)
     assert cold.tolist() == [1, 0]
 
+
+@pytest.mark.parametrize("task", ["lm", "classification"])
+def test_summed_eval_metrics_sums_the_batches_before_dividing(task):
+    from astroflax.train.loop import summed_eval_metrics
+
+    batches = [{"nll": 6.0, "correct": 3.0, "count": 4.0}, {"nll": 1.0, "correct": 0.0,
+                                                          "count": 1.0}]
+    metrics = summed_eval_metrics(({k: jax.numpy.asarray(v) for k, v in b.items()}
+                                   for b in batches), task)
+    # By hand: 7 nats over 5 examples (not the mean of the batch means, 1.25), 3 of 5 right.
+    assert metrics["eval_loss"] == pytest.approx(7.0 / 5.0)
+    if task == "lm":
+        assert metrics["eval_perplexity"] == pytest.approx(np.exp(1.4))
+        assert metrics["eval_token_accuracy"] == pytest.approx(0.6)
+    else:
+        assert metrics == pytest.approx({"eval_loss": 1.4, "eval_accuracy": 0.6})
