@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: timing, machine description, tables, reports."""
+"""Shared benchmark helpers: timing, machine description, tables, reports, signalled runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -98,3 +99,21 @@ def report(results: dict[str, Any], json_path: str | None) -> None:
             json.dump(results, f, indent=2)
         print(f"saved {json_path}")
 
+
+def run_until_logged(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], marker: str,
+                     sig: int, timeout: float) -> tuple[int, str]:
+    """Starts ``cmd``, sends ``sig`` once a stderr line holds ``marker``: ``(exit code, stderr)``.
+
+    The rest of stderr is read to the end after the signal (so a process that saves and exits
+    on it says so); ``timeout`` seconds bound the wait for the exit after the stream closes.
+    """
+    p = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    log = []
+    for line in p.stderr:
+        log.append(line)
+        if marker in line:
+            p.send_signal(sig)
+            break
+    log.extend(p.stderr)
+    return p.wait(timeout=timeout), "".join(log)

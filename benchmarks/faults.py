@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine, print_table
+from benchmarks._common import machine, print_table, run_until_logged
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,15 +64,8 @@ class Probe:
 
     def run_until(self, workdir: Path, marker: str, sig: int) -> tuple[int, str]:
         """Starts a run and sends ``sig`` once ``marker`` is logged: ``(exit code, stderr)``."""
-        p = self.start(workdir)
-        log = []
-        for line in p.stderr:
-            log.append(line)
-            if marker in line:
-                p.send_signal(sig)
-                break
-        log.extend(p.stderr)
-        return p.wait(timeout=300), "".join(log)
+        return run_until_logged(self.cmd(workdir), cwd=REPO, env=self.env, marker=marker,
+                                sig=sig, timeout=300)
 
 
 def _result(workdir: Path) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""benchmarks._common: the report footer."""
+"""benchmarks._common: the report footer and a subprocess stopped at a logged marker."""
 
 import json
+import os
+import signal
+import sys
 
-from benchmarks._common import report
+from benchmarks._common import report, run_until_logged
+from tests.helpers import REPO
 
 
 def test_report_prints_the_load_and_machine_lines_and_saves_the_results(tmp_path, capsys):
@@ -18,3 +22,18 @@ def test_report_prints_the_load_and_machine_lines_and_saves_the_results(tmp_path
     report(results, None)
     assert "saved" not in capsys.readouterr().out
 
+
+def test_run_until_logged_signals_at_the_marker_and_keeps_the_log_after_it():
+    # The child logs "ready", then on SIGTERM says so and exits 3; without the signal it would
+    # sleep past the timeout.
+    child = ("import signal, sys, time\n"
+             "def stop(*_):\n"
+             "    print('got it', file=sys.stderr, flush=True); sys.exit(3)\n"
+             "signal.signal(signal.SIGTERM, stop)\n"
+             "print('before', file=sys.stderr, flush=True)\n"
+             "print('ready', file=sys.stderr, flush=True)\n"
+             "time.sleep(60)\n")
+    rc, log = run_until_logged([sys.executable, "-c", child], cwd=REPO, env=dict(os.environ),
+                               marker="ready", sig=signal.SIGTERM, timeout=30)
+    assert rc == 3
+    assert log == "before\nready\ngot it\n"
