@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from astroflax.models import AstroLM
-from astroflax.nn.attention import VARIANTS
+from astroflax.nn import VARIANTS, attention_spec
 from benchmarks._common import best_time, machine, print_table, report, uptime
 
 VOCAB = 256
@@ -30,7 +30,8 @@ VOCAB = 256
 def make_step(variant: str, T: int, *, features: int, heads: int, chunk_size: int):
     """A jitted AdamW step of a fresh 2-layer ``AstroLM`` and its (model, optimizer) state."""
     model = AstroLM(VOCAB, max_len=T, features=features, num_layers=2, num_heads=heads,
-                    attention=variant, chunk_size=chunk_size, rngs=nnx.Rngs(0))
+                    attention=attention_spec(variant, chunk_size=chunk_size),
+                    rngs=nnx.Rngs(0))
     opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
 
     @nnx.jit

@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from astroflax.data import archives
+from astroflax.data import code as code_lib
 from astroflax.data import text as text_lib
 from astroflax.data import wikitext as wikitext_lib
 
@@ -221,7 +222,8 @@ def _wikitext2(cfg: Mapping[str, Any]) -> Dataset:
 
 
 DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
-    "digits": _digits, "cifar10": _cifar10, "imdb": _imdb, "wikitext2": _wikitext2}
+    "digits": _digits, "cifar10": _cifar10, "imdb": _imdb, "wikitext2": _wikitext2,
+    "code": code_lib.load_code}
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
