@@ -1,13 +1,15 @@
-"""Shared benchmark helpers: best-of-N wall time, machine description, table printing."""
+"""Shared benchmark helpers: timing, machine description, tables, reports, signalled runs."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -81,3 +83,37 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(fmt(x) for x in row) + " |")
+
+
+def report(results: dict[str, Any], json_path: str | None) -> None:
+    """Prints the load before and after and the machine line; saves ``results`` to ``json_path``.
+
+    ``results`` holds ``machine`` (from :func:`machine`), ``uptime_before`` and ``uptime_after``
+    (from :func:`uptime`); ``json_path`` ``None`` saves nothing.
+    """
+    print(f"\nuptime before: {results['uptime_before']}\nuptime after:  {results['uptime_after']}")
+    m = results["machine"]
+    print(f"{m['date']} | {m['cpu']} | {m['cpu_count']} cores | jax {m['jax']} {m['backend']}")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        print(f"saved {json_path}")
+
+
+def run_until_logged(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], marker: str,
+                     sig: int, timeout: float) -> tuple[int, str]:
+    """Starts ``cmd``, sends ``sig`` once a stderr line holds ``marker``: ``(exit code, stderr)``.
+
+    The rest of stderr is read to the end after the signal (so a process that saves and exits
+    on it says so); ``timeout`` seconds bound the wait for the exit after the stream closes.
+    """
+    p = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    log = []
+    for line in p.stderr:
+        log.append(line)
+        if marker in line:
+            p.send_signal(sig)
+            break
+    log.extend(p.stderr)
+    return p.wait(timeout=timeout), "".join(log)

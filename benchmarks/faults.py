@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine, print_table
+from benchmarks._common import machine, print_table, run_until_logged
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,15 +64,8 @@ class Probe:
 
     def run_until(self, workdir: Path, marker: str, sig: int) -> tuple[int, str]:
         """Starts a run and sends ``sig`` once ``marker`` is logged: ``(exit code, stderr)``."""
-        p = self.start(workdir)
-        log = []
-        for line in p.stderr:
-            log.append(line)
-            if marker in line:
-                p.send_signal(sig)
-                break
-        log.extend(p.stderr)
-        return p.wait(timeout=300), "".join(log)
+        return run_until_logged(self.cmd(workdir), cwd=REPO, env=self.env, marker=marker,
+                                sig=sig, timeout=300)
 
 
 def _result(workdir: Path) -> dict[str, Any]:
@@ -130,6 +123,15 @@ def _steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
+def _damage_newest_and_rerun(probe: Probe, workdir: Path) -> tuple[int, int, str, bool]:
+    """Damages the newest checkpoint, reruns: ``(its step, exit code, stderr, detected)``."""
+    newest = _steps(workdir)[-1]
+    _damage(workdir / "checkpoints" / str(newest))
+    rc, log = probe.run(workdir)
+    detected = "does not match the fingerprint" in log or "non-finite values" in log
+    return newest, rc, log, detected
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps per run")
@@ -160,10 +162,7 @@ def main() -> None:
 
     # The same killed run, its newest checkpoint damaged: resumes from the one before.
     w = root / "kill_corrupt"
-    newest = _steps(w)[-1]
-    _damage(w / "checkpoints" / str(newest))
-    rc, log = probe.run(w)
-    detected = "does not match the fingerprint" in log or "non-finite values" in log
+    newest, rc, log, detected = _damage_newest_and_rerun(probe, w)
     rows.append(["SIGKILL mid-run, newest checkpoint damaged, rerun",
                  f"killed at step {kill_at}, damaged step {newest}",
                  f"exit {rc}; detected: {detected}; resumed from step "
@@ -172,10 +171,7 @@ def main() -> None:
     # Bytes of the newest checkpoint damaged after the write: detected, the previous one used.
     w = root / "corrupt_latest"
     shutil.copytree(root / "ref", w)
-    latest = _steps(w)[-1]
-    _damage(w / "checkpoints" / str(latest))
-    rc, log = probe.run(w)
-    detected = "does not match the fingerprint" in log or "non-finite values" in log
+    latest, rc, log, detected = _damage_newest_and_rerun(probe, w)
     rows.append(["64 bytes of the latest checkpoint overwritten, rerun",
                  f"damaged step {latest}'s largest parameter file",
                  f"exit {rc}; detected: {detected}; set aside: "

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(one_cell(variant, int(context), n1, n2, args.repeats, args.clock)))
         return
 
-    from benchmarks._common import machine, print_table, uptime
+    from benchmarks._common import machine, print_table, report, uptime
 
     contexts = [64, 128] if args.quick else [512, 4096, 16384]
     if args.contexts:
@@ -103,13 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                      first["astro"]["tokens_per_s"] / r["astro"]["tokens_per_s"]]
     print_table(f"AstroLM.generate, 2 layers, D=128, 4 heads, batch 1, greedy ({args.clock})",
                 header, table)
-    print(f"\nuptime before: {load_before}\nuptime after:  {results['uptime_after']}")
-    m = results["machine"]
-    print(f"{m['date']} | {m['cpu']} | {m['cpu_count']} cores | jax {m['jax']} {m['backend']}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-        print(f"saved {args.json}")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

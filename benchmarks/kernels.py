@@ -38,7 +38,7 @@ from astroflax.kernels import (
     linear_attention,
     softmax_attention,
 )
-from benchmarks._common import best_time, machine, print_table, uptime
+from benchmarks._common import best_time, machine, print_table, report, uptime
 
 B, H, M, D = 1, 8, 64, 64
 MEMORY_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
@@ -279,13 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                      for r in crows])
 
     results["uptime_after"] = uptime()
-    m = results["machine"]
-    print(f"\n{m['date']} | {m['cpu']} | {m['cpu_count']} cores | jax {m['jax']} {m['backend']}")
-    print(f"uptime before: {load_before}\nuptime after:  {results['uptime_after']}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-        print(f"saved {args.json}")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

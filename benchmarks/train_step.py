@@ -14,7 +14,6 @@ after a compile-and-warm-up step; the ratios in the last columns are within one 
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,7 @@ from flax import nnx
 
 from astroflax.models import AstroLM
 from astroflax.nn import VARIANTS, attention_spec
-from benchmarks._common import best_time, machine, print_table, uptime
+from benchmarks._common import best_time, machine, print_table, report, uptime
 
 VOCAB = 256
 
@@ -106,13 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 ["T", "batch", *variants, *(f"{a} / {b}" for a, b in ratios)],
                 [[r["T"], r["batch"], *(r[v] for v in variants),
                   *(r[a] / r[b] for a, b in ratios)] for r in rows])
-    print(f"\nuptime before: {load_before}\nuptime after:  {results['uptime_after']}")
-    m = results["machine"]
-    print(f"{m['date']} | {m['cpu']} | {m['cpu_count']} cores | jax {m['jax']} {m['backend']}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-        print(f"saved {args.json}")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

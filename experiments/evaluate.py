@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags, logging
 from flax import nnx
 
 from astroflax.data.pipeline import eval_batches
 from astroflax.train.config import mesh_config
 from astroflax.train.load import TrainedRun, load_run, read_config, run_mesh
+from astroflax.train.loop import summed_eval_metrics
 from astroflax.train.mesh import batch_sharding
 from astroflax.train.steps import TrainState, eval_step
 
@@ -71,16 +71,9 @@ def evaluate(run: TrainedRun, *, batch_size: int | None = None) -> dict[str, flo
         put = functools.partial(jax.device_put, device=sharding)
     # The trainer's eval step takes a TrainState; it reads only the model.
     graphdef, state = nnx.split(TrainState(run.model, None))
-    totals: dict[str, jax.Array] | None = None
-    for batch in eval_batches(ds, bs):
-        out = eval_step(graphdef, state, put(batch), task=ds.task)
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    sums = {k: float(v) for k, v in (totals or {}).items()}
-    mean_nll = sums["nll"] / sums["count"]
-    if ds.task == "lm":
-        return {"eval_loss": mean_nll, "eval_perplexity": math.exp(min(mean_nll, 700.0)),
-                "eval_token_accuracy": sums["correct"] / sums["count"]}
-    return {"eval_loss": mean_nll, "eval_accuracy": sums["correct"] / sums["count"]}
+    return summed_eval_metrics(
+        (eval_step(graphdef, state, put(batch), task=ds.task) for batch in eval_batches(ds, bs)),
+        ds.task)
 
 
 def load_split(workdir: str | Path, split: str, step: int | str | None,

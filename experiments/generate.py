@@ -28,6 +28,7 @@ from absl import app, flags
 from flax import nnx
 from jax import Array
 
+from astroflax.models.lm import sample_token
 from astroflax.train.load import TrainedRun, load_run
 
 
@@ -100,18 +101,6 @@ def run_tokenizer(run: TrainedRun) -> Tokenizer:
                      "'gpt2' and WikiText-2's 'word'")
 
 
-def _pick(logits: Array, key: Array, temperature: Array, *, top_k: int | None,
-          greedy: bool) -> Array:
-    """Next token ``[B]`` from ``logits [B, V]``: argmax, or a (top-k) temperature sample."""
-    if greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logits = logits.astype(jnp.float32) / temperature.astype(jnp.float32)
-    if top_k is not None:
-        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
-        logits = jnp.where(logits < kth, -jnp.inf, logits)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def _prefill(graphdef: nnx.GraphDef, state: nnx.State, prompt: Array) -> tuple[Array, Any]:
     model = nnx.merge(graphdef, state)
@@ -126,7 +115,7 @@ def _next(graphdef: nnx.GraphDef, state: nnx.State, logits: Array, states: Any, 
           ) -> tuple[Array, Array, Any]:
     model = nnx.merge(graphdef, state)
     model.eval()
-    token = _pick(logits, key, temperature, top_k=top_k, greedy=greedy)
+    token = sample_token(logits, key, temperature, top_k=top_k, greedy=greedy)
     next_logits, states = model.step(token, states)
     return token, next_logits, states
 

@@ -141,9 +141,18 @@ class AstroLM(nnx.Module):
                          max_new_tokens=max_new_tokens, top_k=top_k, greedy=greedy)
 
 
-def _pick(logits: Array, key: Array, temperature: Array, *, top_k: int | None,
-          greedy: bool) -> Array:
-    """Next token ``[B]`` from ``logits [B, V]``: argmax, or a (top-k) temperature sample."""
+def sample_token(logits: Array, key: Array, temperature: Array, *, top_k: int | None,
+                 greedy: bool) -> Array:
+    """Next token ``[B]`` (int32) from ``logits [B, V]``: argmax, or a (top-k) temperature sample.
+
+    Args:
+      logits: ``[B, V]`` next-token logits.
+      key: PRNG key of the sample (unused when ``greedy``).
+      temperature: scalar divisor of the logits before sampling.
+      top_k: keep only the ``top_k`` largest logits per row (ties with the k-th kept); ``None``
+        keeps all.
+      greedy: take the argmax instead of sampling.
+    """
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits.astype(jnp.float32) / temperature.astype(jnp.float32)
@@ -163,7 +172,7 @@ def _generate(graphdef: Any, state: Any, prompt: Array, rng: Array, temperature:
 
     def body(carry: tuple[Array, DecodeStates], key: Array):
         last_logits, states = carry
-        token = _pick(last_logits, key, temperature, top_k=top_k, greedy=greedy)
+        token = sample_token(last_logits, key, temperature, top_k=top_k, greedy=greedy)
         next_logits, states = model.step(token, states)
         return (next_logits, states), token
 

@@ -34,7 +34,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,25 @@ def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size
             for k, v in batch.items()}
 
 
+def summed_eval_metrics(batch_totals: Iterable[dict[str, jax.Array]], task: str
+                        ) -> dict[str, float]:
+    """The eval metrics of per-batch sums ``{"nll", "correct", "count"}`` (scalars each).
+
+    Returns ``eval_loss`` (the summed NLL over the summed count) and ``eval_accuracy``, or for
+    ``task == "lm"`` ``eval_perplexity = exp(eval_loss)`` (its exponent capped at 700, so a
+    diverged run reads a huge finite number) and ``eval_token_accuracy``.
+    """
+    totals: dict[str, jax.Array] | None = None
+    for out in batch_totals:
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    t = {k: float(v) for k, v in (totals or {}).items()}
+    mean_nll = t["nll"] / t["count"]
+    if task == "lm":
+        return {"eval_loss": mean_nll, "eval_perplexity": math.exp(min(mean_nll, 700.0)),
+                "eval_token_accuracy": t["correct"] / t["count"]}
+    return {"eval_loss": mean_nll, "eval_accuracy": t["correct"] / t["count"]}
+
+
 def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size: int,
               rows: tuple[int, int], sharding: NamedSharding, placement: StepSharding
               ) -> dict[str, float]:
@@ -195,17 +214,9 @@ def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size:
 
     ``rows``: this process's rows of each eval batch.
     """
-    totals: dict[str, jax.Array] | None = None
-    for b in eval_batches(ds, batch_size, rows):
-        out = eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task,
-                        placement=placement)
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    t = {k: float(v) for k, v in (totals or {}).items()}
-    mean_nll = t["nll"] / t["count"]
-    if ds.task == "lm":
-        return {"eval_loss": mean_nll, "eval_perplexity": math.exp(min(mean_nll, 700.0)),
-                "eval_token_accuracy": t["correct"] / t["count"]}
-    return {"eval_loss": mean_nll, "eval_accuracy": t["correct"] / t["count"]}
+    return summed_eval_metrics(
+        (eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task,
+                   placement=placement) for b in eval_batches(ds, batch_size, rows)), ds.task)
 
 
 def _score(ev: dict[str, float]) -> float:

@@ -243,3 +243,42 @@ def test_write_stream_prints_a_character_split_over_tokens_once_complete():
     pieces = [b"caf", b"\xc3", b"\xa9 ", b"\xe2\x98", b"\x95", b"\xe2"]
     assert generate.write_stream(pieces, out) == "café ☕\ufffd"
     assert writes == ["caf", "", "é ", "", "☕", "", "\ufffd"]   # the last: final flush
+
+
+def test_sample_token_is_argmax_when_greedy_and_stays_within_the_top_k_when_sampling():
+    from astroflax.models.lm import sample_token
+
+    logits = jax.numpy.asarray([[0.1, 2.0, -1.0, 1.5, 0.0], [3.0, -2.0, 0.5, 2.9, 1.0]])
+    top2 = [{1, 3}, {0, 3}]  # by hand: the two largest logits of each row
+    temperature = jax.numpy.asarray(1.0)
+    greedy = sample_token(logits, jax.random.key(0), temperature, top_k=None, greedy=True)
+    assert greedy.dtype == jax.numpy.int32 and greedy.tolist() == [1, 0]
+    seen: list[set[int]] = [set(), set()]
+    for seed in range(40):
+        key = jax.random.key(seed)
+        assert sample_token(logits, key, temperature, top_k=1, greedy=False).tolist() == [1, 0]
+        for row, token in enumerate(sample_token(logits, key, temperature, top_k=2,
+                                                 greedy=False).tolist()):
+            seen[row].add(token)
+    # 40 draws from two tokens of probability >= 0.38 each: both turn up, nothing else does.
+    assert seen == top2
+    cold = sample_token(logits, jax.random.key(1), jax.numpy.asarray(1e-3), top_k=None,
+                        greedy=False)
+    assert cold.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("task", ["lm", "classification"])
+def test_summed_eval_metrics_sums_the_batches_before_dividing(task):
+    from astroflax.train.loop import summed_eval_metrics
+
+    batches = [{"nll": 6.0, "correct": 3.0, "count": 4.0}, {"nll": 1.0, "correct": 0.0,
+                                                          "count": 1.0}]
+    metrics = summed_eval_metrics(({k: jax.numpy.asarray(v) for k, v in b.items()}
+                                   for b in batches), task)
+    # By hand: 7 nats over 5 examples (not the mean of the batch means, 1.25), 3 of 5 right.
+    assert metrics["eval_loss"] == pytest.approx(7.0 / 5.0)
+    if task == "lm":
+        assert metrics["eval_perplexity"] == pytest.approx(np.exp(1.4))
+        assert metrics["eval_token_accuracy"] == pytest.approx(0.6)
+    else:
+        assert metrics == pytest.approx({"eval_loss": 1.4, "eval_accuracy": 0.6})

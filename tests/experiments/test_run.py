@@ -15,6 +15,7 @@ from astroflax.models import create_model
 from astroflax.train import EXIT_PREEMPTED, validate_config
 from astroflax.train.config import model_overrides
 from astroflax.train.metrics import read_metrics
+from benchmarks._common import run_until_logged
 from experiments import run
 from experiments.configs import common
 from tests.helpers import REPO
@@ -92,16 +93,8 @@ def _env(cache):
 
 def _run_until(workdir, env, marker, sig):
     """Starts a run, sends ``sig`` once ``marker`` is logged, returns the exit code and log."""
-    p = subprocess.Popen(_cmd(workdir), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
-    log = []
-    for line in p.stderr:
-        log.append(line)
-        if marker in line:
-            p.send_signal(sig)
-            break
-    log.extend(p.stderr)
-    return p.wait(timeout=120), "".join(log)
+    return run_until_logged(_cmd(workdir), cwd=REPO, env=env, marker=marker, sig=sig,
+                            timeout=120)
 
 
 def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(tmp_path):

@@ -38,16 +38,9 @@ def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Arra
           feature_map: str, chunk_size: int) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head, chunk by chunk.
 
-    Args:
-      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None.
-      mask: ``[T]`` bool (True = real token) or None.
-      projection: ``[m, n]`` for random features, else None.
-      initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens.
-      params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
-      chunk_size: ``C``; ``T`` is padded up to a multiple of it with masked tokens.
-
-    Returns:
-      ``(out [T, d] in v's dtype, state after the last token)``.
+    The arguments (shapes, ``[T, d]`` output, returned state) are those of
+    :func:`astroflax.kernels.astro.parallel.parallel_astro` with ``causal=True``, plus
+    ``chunk_size``: ``C``; ``T`` is padded up to a multiple of it with masked tokens.
     """
     T = q.shape[0]
     dtype = accumulation_dtype(v.dtype)

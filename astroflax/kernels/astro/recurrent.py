@@ -18,15 +18,8 @@ def recurrent_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: 
               feature_map: str) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head by scanning :func:`astro_step`.
 
-    Args:
-      q, k: ``[T, n]``; v: ``[T, d]``; pos_keys: ``[T, m]`` raw ``A`` or None.
-      mask: ``[T]`` bool (True = real token) or None.
-      projection: ``[m, n]`` for random features, else None.
-      initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens.
-      params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
-
-    Returns:
-      ``(out [T, d] in v's dtype, state after the last token)``.
+    The arguments (shapes, ``[T, d]`` output, returned state) are those of
+    :func:`astroflax.kernels.astro.parallel.parallel_astro` with ``causal=True``.
     """
     step = functools.partial(astro_step, params=params, feature_map=feature_map,
                              projection=projection)

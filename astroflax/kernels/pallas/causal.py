@@ -238,21 +238,40 @@ def _pad_tokens(a: Array, T_padded: int) -> Array:
     return jnp.pad(a, [(0, 0), (0, T_padded - a.shape[1]), (0, 0)])
 
 
-def _check(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array, config: KernelConfig) -> None:
+def _check_operands(name: str, blocks: str, qf: Array, x: Array, v: Array, inv_den: Array,
+                    S0: Array, config: KernelConfig) -> None:
+    """The backend, operand shapes and TPU chunk width that both fused reads need.
+
+    ``name`` is the public function the errors name; ``blocks`` the ``[·, C]`` block whose lane
+    width makes a TPU chunk a multiple of 128.
+    """
     BH, T, m = qf.shape
     d = v.shape[-1]
     if config.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {config.backend!r}")
     if x.shape != (BH, T, m) or v.shape[:2] != (BH, T) or inv_den.shape != (BH, T, 1) or (
             S0.shape != (BH, m, d)):
-        raise ValueError("causal_hebbian_read wants qf, x [BH, T, m], v [BH, T, d], inv_den "
+        raise ValueError(f"{name} wants qf, x [BH, T, m], v [BH, T, d], inv_den "
                          f"[BH, T, 1], S0 [BH, m, d]; got {qf.shape}, {x.shape}, {v.shape}, "
                          f"{inv_den.shape}, {S0.shape}")
-    config.tile(d)
     C = config.chunk_size
     if config.backend == "tpu" and not config.interpret and C % 128 and C < T:
         raise ValueError(f"chunk_size must be a multiple of 128 on TPU (the lane width of the "
-                         f"[d_tile, C] value blocks) or cover the sequence; got {C} for T={T}")
+                         f"{blocks}) or cover the sequence; got {C} for T={T}")
+
+
+def _checked_forward(check, forward):
+    """The ``custom_vjp`` forward rule ``(out, residuals)`` of a fused read: ``check`` first."""
+    def fwd_rule(qf, x, v, inv_den, S0, config):
+        check(qf, x, v, inv_den, S0, config)
+        return forward(qf, x, v, inv_den, S0, config)
+    return fwd_rule
+
+
+def _check(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array, config: KernelConfig) -> None:
+    _check_operands("causal_hebbian_read", "[d_tile, C] value blocks", qf, x, v, inv_den, S0,
+                    config)
+    config.tile(v.shape[-1])
 
 
 def _chunks(a: Array, C: int) -> Array:
@@ -275,6 +294,9 @@ def _forward(qf, x, v, inv_den, S0, config):
     return (out, inclusive[:, -1]), (qf, x, vT, inv_den, jnp.swapaxes(inclusive, 2, 3))
 
 
+_fwd_rule = _checked_forward(_check, _forward)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def causal_hebbian_read(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array,
                         config: KernelConfig) -> tuple[Array, Array]:
@@ -292,13 +314,7 @@ def causal_hebbian_read(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array
     Returns:
       ``(out [BH, T, d], S_T [BH, m, d])``, float32; differentiable in every array argument.
     """
-    _check(qf, x, v, inv_den, S0, config)
-    return _forward(qf, x, v, inv_den, S0, config)[0]
-
-
-def _fwd_rule(qf, x, v, inv_den, S0, config):
-    _check(qf, x, v, inv_den, S0, config)
-    return _forward(qf, x, v, inv_den, S0, config)
+    return _fwd_rule(qf, x, v, inv_den, S0, config)[0]
 
 
 def _bwd_rule(config, residuals, cotangents):

@@ -25,9 +25,10 @@ from jax import Array
 from jax.experimental import pallas as pl
 
 from astroflax.kernels.pallas.causal import (
-    BACKENDS,
     HIGHEST,
     KernelConfig,
+    _check_operands,
+    _checked_forward,
     _compiler_params,
     _pad_tokens,
     hebbian,
@@ -142,19 +143,7 @@ def _read_backward(qf, x, v, dout, inv, H, HT, dS, dST, config: KernelConfig):
 
 
 def _check(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array, config: KernelConfig) -> None:
-    BH, T, m = qf.shape
-    d = v.shape[-1]
-    if config.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {config.backend!r}")
-    if x.shape != (BH, T, m) or v.shape[:2] != (BH, T) or inv_den.shape != (BH, T, 1) or (
-            S0.shape != (BH, m, d)):
-        raise ValueError("noncausal_hebbian_read wants qf, x [BH, T, m], v [BH, T, d], inv_den "
-                         f"[BH, T, 1], S0 [BH, m, d]; got {qf.shape}, {x.shape}, {v.shape}, "
-                         f"{inv_den.shape}, {S0.shape}")
-    C = config.chunk_size
-    if config.backend == "tpu" and not config.interpret and C % 128 and C < T:
-        raise ValueError(f"chunk_size must be a multiple of 128 on TPU (the lane width of the "
-                         f"[m, C] key blocks) or cover the sequence; got {C} for T={T}")
+    _check_operands("noncausal_hebbian_read", "[m, C] key blocks", qf, x, v, inv_den, S0, config)
 
 
 def _padded(config: KernelConfig, *arrays: Array) -> tuple[Array, ...]:
@@ -172,6 +161,9 @@ def _forward(qf, x, v, inv_den, S0, config):
     return (out, S), (qf, x, v, inv_den, S)
 
 
+_fwd_rule = _checked_forward(_check, _forward)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def noncausal_hebbian_read(qf: Array, x: Array, v: Array, inv_den: Array, S0: Array,
                            config: KernelConfig) -> tuple[Array, Array]:
@@ -186,13 +178,7 @@ def noncausal_hebbian_read(qf: Array, x: Array, v: Array, inv_den: Array, S0: Ar
     Returns:
       ``(out [BH, T, d], S [BH, m, d])``, float32; differentiable in every array argument.
     """
-    _check(qf, x, v, inv_den, S0, config)
-    return _forward(qf, x, v, inv_den, S0, config)[0]
-
-
-def _fwd_rule(qf, x, v, inv_den, S0, config):
-    _check(qf, x, v, inv_den, S0, config)
-    return _forward(qf, x, v, inv_den, S0, config)
+    return _fwd_rule(qf, x, v, inv_den, S0, config)[0]
 
 
 def _bwd_rule(config, residuals, cotangents):
