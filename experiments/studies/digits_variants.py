@@ -27,8 +27,10 @@ claim, at this short schedule) with how many seeds reached them. 5 seeds per arm
 What it answers: accuracy parity and the learning-speed ordering of the paper (docs/model.md
 §7) on a small real task, and whether a variant beats an attention-free block at all.
 
-Measured wall time (the project's 2-core machine, shared): in docs/results.md and the study's
-``timing.json``.
+Measured wall time (2026-11-30, the project's 2-core machine shared with seven other jobs,
+load average 15-23): the 40 runs of the variant arms took 950 s of training in all (16-33 s
+per run, compilation included; ``timing.json``). The m_div = m and 200-image arms ran for seed 0
+only (the other 16 runs were not made); docs/results.md reports them as one-seed rows.
 """
 
 from __future__ import annotations
