@@ -118,37 +118,15 @@ def prepare(study: GridStudy, overrides: Mapping[str, Any]) -> dict[tuple[str, i
 def evaluate_split(path: Path, split: str) -> dict[str, float]:
     """Metrics of a finished run's final parameters (its latest checkpoint) on ``split``.
 
-    Exact sums over the split with the trainer's eval step, as the run's own evaluations.
+    Exact sums over the split with the trainer's eval step (``experiments.evaluate``), as the
+    run's own evaluations.
     """
-    import math
-
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from astroflax.data.pipeline import eval_batches
-    from astroflax.train.steps import eval_step
-    from experiments.evaluate import load_split
-
-    class Holder(nnx.Module):
-        """The ``.model`` attribute the trainer's eval step reads from its state."""
-
-        def __init__(self, model: nnx.Module):
-            self.model = model
+    from experiments.evaluate import evaluate, load_split
 
     run = load_split(path, split, "latest")
-    t = run.config.train
-    graphdef, state = nnx.split(Holder(run.model))
-    totals: dict[str, jax.Array] | None = None
-    for batch in eval_batches(run.dataset, int(t.get("eval_batch_size") or t.batch_size)):
-        out = eval_step(graphdef, state, batch, task=run.dataset.task)
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    sums = {k: float(v) for k, v in (totals or {}).items()}
-    nll = sums["nll"] / sums["count"]
+    metrics = evaluate(run)
     key = "eval_perplexity" if run.dataset.task == "lm" else "eval_accuracy"
-    value = math.exp(min(nll, 700.0)) if run.dataset.task == "lm" else \
-        sums["correct"] / sums["count"]
-    return {"eval_loss": nll, key: value, "step": run.step}
+    return {"eval_loss": metrics["eval_loss"], key: metrics[key], "step": run.step}
 
 
 def run_record(study: GridStudy, arm: str, seed: int, path: Path) -> dict[str, Any]:

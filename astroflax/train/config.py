@@ -21,7 +21,7 @@ from astroflax.nn.spec import M_DIV_FORMS, parse_m_div
 _MODEL_META = ("name",)
 SCHEDULES = ("cosine", "constant")
 #: Datasets that read ``config.data.max_len`` (the sequence length); the others ignore it.
-TEXT_DATASETS = ("imdb", "wikitext2")
+TEXT_DATASETS = ("imdb", "wikitext2", "code")
 #: ``config.mesh`` of a config that has none: every device on ``data`` (data parallelism).
 DEFAULT_MESH = {"axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
                 "num_devices": None}
@@ -149,8 +149,8 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
                "False for text datasets (random crop + flip is for images)", True)
     if cfg["data"].get("max_len") is not None:
         _check(_get(cfg, "data.name") in TEXT_DATASETS, "data.max_len",
-               f"unset for {_get(cfg, 'data.name')} (images have no sequence length; it is "
-               f"used by {TEXT_DATASETS})", cfg["data"]["max_len"])
+               f"unset for {_get(cfg, 'data.name')} (it has no sequence length; it is used "
+               f"by {TEXT_DATASETS})", cfg["data"]["max_len"])
         _check(isinstance(cfg["data"]["max_len"], int) and cfg["data"]["max_len"] > 0,
                "data.max_len", "a positive int", cfg["data"]["max_len"])
     name = _get(cfg, "model.name")
