@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q -p no:cacheprovider --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.kernels --json benchmarks/results-kernels.json
