@@ -184,13 +184,20 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         c.data.max_len = 16
         c.data.vocab_size = 200
         c.data.tokenizer = "word"
-    c.train.batch_size = 16
-    c.train.num_train_steps = 6
-    c.train.warmup_steps = 2
-    c.train.log_every_steps = 1
-    c.train.eval_every_steps = 3
-    c.train.checkpoint_every_steps = 3
+    smoke_schedule(c)
     c.train.learning_rate = 1e-3
+    return c
+
+
+def smoke_schedule(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Sets the smoke runs' schedule on ``c`` (returned): batch 16, 6 steps (2 of warmup).
+
+    A log record every step, an evaluation and a checkpoint every 3, so that a smoke run
+    exercises evaluation and resume.
+    """
+    t = c.train
+    t.batch_size, t.num_train_steps, t.warmup_steps = 16, 6, 2
+    t.log_every_steps, t.eval_every_steps, t.checkpoint_every_steps = 1, 3, 3
     return c
 
 

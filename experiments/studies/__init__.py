@@ -17,7 +17,7 @@ import ast
 import copy
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,13 @@ class Arm:
     overrides: Mapping[str, Any]
     changes: str = ""
     reference: str | None = None
+
+
+def variant_arms(variants: Iterable[str]) -> list[Arm]:
+    """The ``softmax`` reference arm and one arm per other variant, differing in attention only."""
+    return [Arm("softmax", {"model.attention": "softmax"})] + [
+        Arm(v, {"model.attention": v}, f"attention softmax -> {v}", "softmax")
+        for v in variants if v != "softmax"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from astroflax.nn import VARIANTS
 from experiments.configs import common
-from experiments.studies import Arm, GridStudy
+from experiments.studies import Arm, GridStudy, variant_arms
 
 FEATURES, HEADS, LENGTH, VOCAB, STEPS = 64, 2, 64, 4096, 250
 ORDER = ("softmax", "astro", "linear", "kozachkov_iso", "none")
@@ -70,24 +70,15 @@ def base_config(smoke: bool):
         c.data.max_len = 16
         c.data.num_train, c.data.num_eval = 64, 16
         c.model.features, c.model.num_heads = 16, 2
-        c.train.batch_size = 16
-        c.train.num_train_steps = 6
-        c.train.warmup_steps = 2
-        c.train.log_every_steps = 1
-        c.train.eval_every_steps = 3
-        c.train.checkpoint_every_steps = 3
+        common.smoke_schedule(c)
     return c
 
 
 def arms(smoke: bool) -> tuple[Arm, ...]:
     """The arms (smoke: softmax and astro only)."""
     if smoke:
-        return (Arm("softmax", {"model.attention": "softmax"}),
-                Arm("astro", {"model.attention": "astro"}, "attention softmax -> astro",
-                    "softmax"))
-    out = [Arm("softmax", {"model.attention": "softmax"})]
-    out += [Arm(v, {"model.attention": v}, f"attention softmax -> {v}", "softmax")
-            for v in ORDER if v in VARIANTS and v != "softmax"]
+        return tuple(variant_arms(("softmax", "astro")))
+    out = variant_arms(v for v in ORDER if v in VARIANTS)
     out += [Arm("softmax-pos=learned", {"model.attention": "softmax",
                                         "model.pos_embedding": "learned"},
                 "positions sinusoidal -> learned table", "softmax"),

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from astroflax.nn import VARIANTS
 from experiments.configs import common
-from experiments.studies import Arm, GridStudy
+from experiments.studies import Arm, GridStudy, variant_arms
 
 FEATURES, HEADS = 32, 2
 ORDER = ("softmax", "astro", "astro_no_pe", "astro_no_nonlin", "linear", "kozachkov_iso",
@@ -67,24 +67,15 @@ def base_config(smoke: bool):
     if smoke:
         c.model.features, c.model.num_heads, c.model.num_layers = 16, 2, 1
         c.data.num_train, c.data.num_eval = 64, 32
-        c.train.batch_size = 16
-        c.train.num_train_steps = 6
-        c.train.warmup_steps = 2
-        c.train.log_every_steps = 1
-        c.train.eval_every_steps = 3
-        c.train.checkpoint_every_steps = 3
+        common.smoke_schedule(c)
     return c
 
 
 def arms(smoke: bool) -> tuple[Arm, ...]:
     """The arms (smoke: softmax and astro only)."""
     if smoke:
-        return (Arm("softmax", {"model.attention": "softmax"}),
-                Arm("astro", {"model.attention": "astro"}, "attention softmax -> astro",
-                    "softmax"))
-    out = [Arm("softmax", {"model.attention": "softmax"})]
-    out += [Arm(v, {"model.attention": v}, f"attention softmax -> {v}", "softmax")
-            for v in VARIANT_ARMS if v != "softmax"]
+        return tuple(variant_arms(("softmax", "astro")))
+    out = variant_arms(VARIANT_ARMS)
     out += [Arm(f"{v}-m_div=m", {"model.attention": v, "model.m_div": "m"},
                 f"m_div 500·D = {500 * FEATURES} -> m = {FEATURES // HEADS}", v)
             for v in M_DIV_ARMS]
