@@ -167,7 +167,7 @@ def run_grid(study: GridStudy, workdir: Path, overrides: Mapping[str, Any] | Non
       StudyError: bad input (before training), or a run stopped by SIGTERM (rerun resumes).
     """
     from astroflax.train import train_and_evaluate
-    from astroflax.train.loop import _config_json
+    from astroflax.train.loop import config_json
     from experiments.studies import _report
 
     configs = prepare(study, overrides or {})
@@ -178,7 +178,7 @@ def run_grid(study: GridStudy, workdir: Path, overrides: Mapping[str, Any] | Non
     done = []
     for i, (arm, seed) in enumerate(grid, 1):
         cfg, path = configs[(arm, seed)], run_dir(workdir, arm, seed)
-        if not _finished(path, _config_json(cfg)):
+        if not _finished(path, config_json(cfg)):
             if report_only:
                 continue
             t0 = time.time()

@@ -91,7 +91,11 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-def _config_json(cfg: Any) -> dict[str, Any]:
+def config_json(cfg: Any) -> dict[str, Any]:
+    """The config as the plain, key-sorted JSON a run writes to ``config.json``.
+
+    Resuming and the study's "finished run of this config" check compare against it.
+    """
     return json.loads(cfg.to_json_best_effort(sort_keys=True))
 
 
@@ -393,7 +397,7 @@ class _Run:
         validate_config(cfg)
         # Creates the workdir; refuses one that another live run is using.
         self.lock = lock_workdir(self.workdir)
-        cfg_json = _config_json(cfg)
+        cfg_json = config_json(cfg)
         _check_workdir(self.workdir, cfg_json)
         if self.chief:
             (self.workdir / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
