@@ -17,12 +17,13 @@ Every arm adds the same sinusoidal positional table to √D-scaled token embeddi
 family adds its astrocytic term, part of its mechanism), so variant arms differ in attention
 only.
 
-Arms: softmax (reference); astro, linear, kozachkov_iso and ``none`` (no attention) vs
-softmax; controls vs softmax: a learned positional table, and token embeddings without the √D
-scale (the positional settings that flipped a single-seed ranking in review); controls vs
-astro: the paper's positional setting (the astrocytic term only, no table), ``m_div = m``
-(attention switched on at initialisation), and a non-causal decoder (it sees the future; what
-that is worth is the evidence on the paper's WikiText-2 perplexity of 33.8).
+Arms: softmax (reference); every other variant (astro, astro_no_pe, astro_no_nonlin, linear,
+kozachkov_iso, kozachkov_rf) and ``none`` (no attention) vs softmax; controls vs softmax: a
+learned positional table, and token embeddings without the √D scale (the positional settings
+that flipped a single-seed ranking in review); controls vs astro: the paper's positional setting
+(the astrocytic term only, no table), ``m_div = m`` (attention switched on at initialisation),
+and a non-causal decoder (it sees the future; what that is worth is the evidence on the paper's
+WikiText-2 perplexity of 33.8).
 
 Measured wall time (2026-11-30, the project's 2-core machine shared with other jobs, load
 average 2-15): 40 min for the whole command (30 runs, 2226 s of training by ``timing.json``,
@@ -36,7 +37,8 @@ from experiments.configs import common
 from experiments.studies import Arm, GridStudy, variant_arms
 
 FEATURES, HEADS, LENGTH, VOCAB, STEPS = 64, 2, 64, 4096, 250
-ORDER = ("softmax", "astro", "linear", "kozachkov_iso", "none")
+ORDER = ("softmax", "astro", "astro_no_pe", "astro_no_nonlin", "linear", "kozachkov_iso",
+         "kozachkov_rf", "none")
 
 
 def base_config(smoke: bool):
