@@ -21,13 +21,15 @@ Arms: softmax (reference); every other variant (astro, astro_no_pe, astro_no_non
 kozachkov_iso, kozachkov_rf) and ``none`` (no attention) vs softmax; controls vs softmax: a
 learned positional table, and token embeddings without the √D scale (the positional settings
 that flipped a single-seed ranking in review); controls vs astro: the paper's positional setting
-(the astrocytic term only, no table), ``m_div = m`` (attention switched on at initialisation),
-and a non-causal decoder (it sees the future; what that is worth is the evidence on the paper's
-WikiText-2 perplexity of 33.8).
+(the astrocytic term only, no table), ``m_div = m`` (attention switched on at initialisation;
+also for kozachkov_iso vs kozachkov_iso), and a non-causal decoder, with the paper's m_div and
+with m_div = m (it sees the future; what that is worth is the evidence on the paper's WikiText-2
+perplexity of 33.8).
 
-Measured wall time (2026-11-30, the project's 2-core machine shared with other jobs, load
-average 2-15): 40 min for the whole command (30 runs, 2226 s of training by ``timing.json``,
-41-97 s per run on average per arm, plus the test-split evaluations).
+Measured wall time (2026-11-30, the project's 2-core machine shared with other jobs): 45 runs,
+3574 s of training by ``timing.json`` (41-106 s per run on average per arm); the first 30 runs
+took 40 min for the whole command (load average 2-15), the other 15 another 30 min (load 4-7),
+test-split evaluations included.
 """
 
 from __future__ import annotations
@@ -92,9 +94,16 @@ def arms(smoke: bool) -> tuple[Arm, ...]:
                 "positions: sinusoidal table + astrocytic term -> astrocytic term only (the "
                 "paper's setting)", "astro"),
             Arm("astro-m_div=m", {"model.attention": "astro", "model.m_div": "m"},
-                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "astro")]
+                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "astro"),
+            Arm("kozachkov_iso-m_div=m", {"model.attention": "kozachkov_iso", "model.m_div": "m"},
+                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "kozachkov_iso")]
     out.append(Arm("astro-noncausal", {"model.attention": "astro", "model.causal": False},
                    "causal -> non-causal (sees the future: a control)", "astro"))
+    # With m_div = m the attention is switched on: how much can a decoder whose attention works
+    # gain from seeing the future?
+    out.append(Arm("astro-m_div=m-noncausal",
+                   {"model.attention": "astro", "model.m_div": "m", "model.causal": False},
+                   "causal -> non-causal (a control)", "astro-m_div=m"))
     return tuple(out)
 
 
