@@ -75,8 +75,8 @@ def test_bare_names_resolve_into_experiments_configs_and_unknown_ones_list_the_c
 
 def _cmd(workdir, *extra):
     return [sys.executable, "-m", "experiments.run", "--config=digits_astro:smoke",
-            "--config.train.num_train_steps=120", "--config.train.log_every_steps=10",
-            "--config.train.checkpoint_every_steps=10", "--config.train.eval_every_steps=40",
+            "--config.train.num_train_steps=60", "--config.train.log_every_steps=10",
+            "--config.train.checkpoint_every_steps=10", "--config.train.eval_every_steps=20",
             f"--workdir={workdir}", *extra]
 
 
@@ -103,12 +103,12 @@ def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(
     expected = json.loads((ref / "summary.json").read_text())
 
     work = tmp_path / "work"
-    rc, log = _run_until(work, env, "step 20/120", signal.SIGTERM)
+    rc, log = _run_until(work, env, "step 20/60", signal.SIGTERM)
     assert rc == EXIT_PREEMPTED, log[-2000:]           # SIGTERM: save, then exit "resumable"
     stopped = json.loads((work / "summary.json").read_text())
-    assert stopped["status"] == "preempted" and 20 <= stopped["step"] < 120
+    assert stopped["status"] == "preempted" and 20 <= stopped["step"] < 60
 
-    rc, log = _run_until(work, env, "step 70/120", signal.SIGKILL)
+    rc, log = _run_until(work, env, "step 40/60", signal.SIGKILL)
     assert rc == -signal.SIGKILL
     assert f"resumed from the checkpoint at step {stopped['step']}" in log
 
@@ -117,7 +117,7 @@ def test_sigterm_then_sigkill_then_rerun_ends_exactly_like_an_uninterrupted_run(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resumed from the checkpoint at step" in done.stderr
     got = json.loads((work / "summary.json").read_text())
-    assert got["status"] == "completed" and got["step"] == 120
+    assert got["status"] == "completed" and got["step"] == 60
     assert got["params_sha256"] == expected["params_sha256"]      # bitwise-equal parameters
     assert got["final"] == expected["final"] and got["best"] == expected["best"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "examples_per_sec"} for r in rs]  # noqa: E731

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import logging
 from flax import nnx
 
 from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
@@ -107,8 +106,7 @@ def test_when_no_checkpoint_is_usable_it_says_so_and_moves_the_history_aside(tmp
     history = workdir / "metrics.jsonl"
     history.write_text('{"step": 1, "epoch": 0.1, "train_loss": 2.0}\n')
     (workdir / "tensorboard").mkdir()
-    logging.set_verbosity(logging.WARNING)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="absl"):
         out, _ = _restore(ckpts, history=[history, workdir / "tensorboard"])
     assert out is None
     assert not history.exists() and not (workdir / "tensorboard").exists()

@@ -161,7 +161,7 @@ def test_the_nan_advice_works_a_finished_run_extends_and_the_model_stays_fixed(t
     with pytest.raises(NonFiniteLossError, match=r"at step 3.*\(step 1\).*learning_rate"):
         train_and_evaluate(diverging, tmp_path)
     # The advice: lower the learning rate and rerun; it resumes from step 1.
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         fixed = train_and_evaluate(cfg(steps=6, checkpoint_every_steps=1), tmp_path)
     assert fixed["status"] == "completed" and fixed["step"] == 6
     assert "resumed from the checkpoint at step 1" in caplog.text
