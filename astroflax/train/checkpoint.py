@@ -3,10 +3,11 @@
 Each checkpoint step directory holds ``model/`` and ``opt/`` (the ``nnx.State`` s, including
 dropout RNG counters and Adam moments), ``data_iter/`` (grain iterator position, one file per
 process; positions count global batches, so a checkpoint resumes on any process count) and
-``meta/`` (JSON: step, cumulative wall time, and ``state_sha256``, the fingerprint of the saved
-model and optimizer state). The last ``keep`` checkpoints are kept, and also the one with the
-best eval score (saved with ``score`` metrics), so the best model survives however long the run
-goes on.
+``meta/`` (JSON: step, cumulative wall time, ``state_sha256``, the fingerprint of the saved
+model and optimizer state, and ``model_sha256``, the model's alone, which
+``astroflax.train.load`` checks when it reads the model without the optimizer). The last
+``keep`` checkpoints are kept, and also the one with the best eval score (saved with ``score``
+metrics), so the best model survives however long the run goes on.
 
 Restore verifies what it reads: the restored state must hash to the saved fingerprint and be
 finite. A checkpoint that fails (bytes damaged on disk after the write, a truncated file) is
@@ -68,6 +69,25 @@ def tree_fingerprint(tree: Any) -> str:
     process gets the same digest.
     """
     return _digest(tree)[0]
+
+
+def verify_restored(tree: Any, saved_sha256: str | None) -> None:
+    """Raises :class:`CorruptCheckpointError` unless ``tree`` is finite and matches its hash.
+
+    ``saved_sha256``: the fingerprint saved with it (:func:`tree_fingerprint`), or None for a
+    checkpoint from before fingerprints (finiteness only). A collective when arrays span
+    several processes (every process must call it).
+    """
+    digest, nonfinite = _digest(tree)
+    if nonfinite:
+        raise CorruptCheckpointError(
+            f"non-finite values in {', '.join(nonfinite[:3])}"
+            + (f" and {len(nonfinite) - 3} more" if len(nonfinite) > 3 else ""))
+    if saved_sha256 is not None and saved_sha256 != digest:
+        raise CorruptCheckpointError(
+            f"the restored state does not match the fingerprint saved with it "
+            f"(sha256 {digest[:12]}… != {saved_sha256[:12]}…): its files were damaged after "
+            "the write")
 
 
 def _digest(tree: Any) -> tuple[str, list[str]]:
@@ -148,7 +168,8 @@ class Checkpointer:
         only checkpoints saved with a score compete for "best".
         """
         # Hashed on the host before the async write starts; restore recomputes and compares.
-        meta = {**meta, "state_sha256": tree_fingerprint((state.model, state.optimizer))}
+        meta = {**meta, "state_sha256": tree_fingerprint((state.model, state.optimizer)),
+                "model_sha256": tree_fingerprint(state.model)}
         args = ocp.args.Composite(
             model=ocp.args.StandardSave(state.model), opt=ocp.args.StandardSave(state.optimizer),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
@@ -221,17 +242,7 @@ class Checkpointer:
 
     def _verify(self, step: int, model: Any, opt: Any, meta: dict[str, Any]) -> None:
         """Raises :class:`CorruptCheckpointError` unless the restored state is the saved one."""
-        digest, nonfinite = _digest((model, opt))
-        if nonfinite:
-            raise CorruptCheckpointError(
-                f"non-finite values in {', '.join(nonfinite[:3])}"
-                + (f" and {len(nonfinite) - 3} more" if len(nonfinite) > 3 else ""))
-        saved = meta.get("state_sha256")
-        if saved is not None and saved != digest:
-            raise CorruptCheckpointError(
-                f"the restored state does not match the fingerprint saved with it "
-                f"(sha256 {digest[:12]}… != {saved[:12]}…): its files were damaged after "
-                "the write")
+        verify_restored((model, opt), meta.get("state_sha256"))
 
     def _start_over(self, rejected: list[str], history: Sequence[str | Path]) -> None:
         """Moves the lost run's ``history`` aside and says plainly that the run starts over."""

@@ -28,6 +28,7 @@ from absl import logging
 from flax import nnx
 
 from astroflax.data import Dataset, load_dataset
+from astroflax.train.checkpoint import CorruptCheckpointError, verify_restored
 from astroflax.train.config import (
     ConfigError,
     mesh_config,
@@ -171,6 +172,8 @@ def load_run(workdir: str | Path, step: int | str | None = None, *,
     Raises:
       FileNotFoundError: not a run directory, or no checkpoint.
       ValueError: a bad ``step``. DataNotFoundError: the run's dataset is not on this machine.
+      CorruptCheckpointError: the checkpoint's model does not match the fingerprint saved
+        with it, or holds NaN/Inf.
     """
     workdir = Path(workdir).absolute()
     cfg = read_config(workdir)
@@ -239,6 +242,28 @@ def _restore_model(step_dir: Path, name: str, kw: Mapping[str, Any], seed: int,
         except Exception as e:
             raise ValueError(f"cannot restore the model of {step_dir} ({type(e).__name__}: "
                              f"{str(e)[:300]}); is it a checkpoint of this config?") from None
+    _verify_model(step_dir, restored)
     model = nnx.merge(graphdef, restored)
     model.eval()
     return model
+
+
+def _verify_model(step_dir: Path, restored: Any) -> None:
+    """The restored model must be finite and hash to the ``model_sha256`` saved beside it.
+
+    Checkpoints written before that fingerprint existed are checked for finiteness only.
+
+    Raises:
+      CorruptCheckpointError: damaged or non-finite parameters, naming the step to avoid.
+    """
+    saved = None
+    if (step_dir / "meta").is_dir():
+        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+            saved = dict(ckptr.restore(step_dir / "meta")).get("model_sha256")
+    try:
+        verify_restored(restored, saved)
+    except CorruptCheckpointError as e:
+        raise CorruptCheckpointError(
+            f"the model checkpoint {step_dir} is unusable: {e}; load another step (e.g. "
+            f"step=\"latest\" or an earlier step number; the steps on disk are listed in "
+            f"{step_dir.parent})") from None

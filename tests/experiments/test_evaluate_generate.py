@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from astroflax.train import train_and_evaluate
+from astroflax.train.checkpoint import CorruptCheckpointError
 from astroflax.train.load import load_model, load_run, resolve_step
 from astroflax.train.metrics import read_metrics
 from experiments import evaluate, generate
@@ -79,6 +80,22 @@ def test_load_model_at_the_latest_step_has_the_final_parameters_bitwise(lm_run, 
         summary = json.loads((workdir / "summary.json").read_text())
         model = load_model(workdir, "latest")
         assert _param_sha256(model) == summary["params_sha256"]
+
+
+def test_a_model_that_does_not_match_its_saved_fingerprint_is_refused(digits_run, tmp_path):
+    # The same run with the model fingerprint of the step-6 checkpoint altered, as when the
+    # parameter files were damaged after the write: loading that step must refuse, the
+    # other step still loads.
+    copy = tmp_path / "run"
+    shutil.copytree(digits_run, copy)
+    meta_file = copy / "checkpoints" / "6" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    assert len(meta["model_sha256"]) == 64
+    meta["model_sha256"] = "0" * 64
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CorruptCheckpointError, match=r"checkpoints/6 is unusable.*fingerprint"):
+        load_model(copy, "latest")
+    assert load_run(copy, 3).step == 3
 
 
 def test_best_is_the_summary_best_step_and_latest_the_last_step(digits_run, lm_run):

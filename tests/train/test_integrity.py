@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
+from astroflax.train.checkpoint import (
+    Checkpointer,
+    CorruptCheckpointError,
+    tree_fingerprint,
+    verify_restored,
+)
 from astroflax.train.workdir import LOCK_NAME, WorkdirError, lock_workdir
 from tests.helpers import REPO
 
@@ -182,3 +187,15 @@ def test_a_run_on_a_busy_workdir_is_refused_before_it_writes_anything(tmp_path):
         holder.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]   # no config.json, ...
 
+
+
+def test_verify_restored_accepts_the_saved_tree_and_refuses_other_bytes_or_nan():
+    tree = {"w": jnp.arange(4.0), "b": {"c": jnp.ones((2, 2), jnp.float32)}}
+    verify_restored(tree, tree_fingerprint(tree))
+    verify_restored(tree, None)                              # pre-fingerprint checkpoint
+    flipped = {**tree, "w": tree["w"].at[3].set(3.0000000000000004)}   # one ulp
+    with pytest.raises(CorruptCheckpointError, match="does not match the fingerprint"):
+        verify_restored(flipped, tree_fingerprint(tree))
+    nan = {**tree, "w": tree["w"].at[0].set(jnp.nan)}
+    with pytest.raises(CorruptCheckpointError, match=r"non-finite values in \['w'\]"):
+        verify_restored(nan, None)
