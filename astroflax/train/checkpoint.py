@@ -22,10 +22,11 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging as std_logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,24 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {(text[0] if text else '')[:200]}"
 
 
+class _UnscoredSaveIsExpected(std_logging.Filter):
+    """Drops orbax's warning for a save without metrics.
+
+    Periodic saves are unscored by design: only evaluated steps compete for best.
+    """
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Requested `tracked_metric`")
+
+
+std_logging.getLogger("absl").addFilter(_UnscoredSaveIsExpected())
+
+
+def _checkpoint_score(metrics: Mapping[str, float]) -> float:
+    """The number BestN ranks checkpoints by (see :meth:`Checkpointer.save`)."""
+    return metrics["score"]
+
+
 class Checkpointer:
     """Saves and restores the training state in ``directory`` (see the module docstring)."""
 
@@ -147,13 +166,17 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         policy = _policies.AnyPreservationPolicy([
             _policies.LatestN(n=keep),
-            _policies.BestN(get_metric_fn=lambda m: m["score"], n=1,
+            _policies.BestN(get_metric_fn=_checkpoint_score, n=1,
                             keep_checkpoints_without_metrics=False),
         ])
         # Async saves overlap writing with training; temporary directories of a save killed
         # half-way are never committed, so restore only ever sees finished checkpoints.
+        # best_fn as well as BestN: orbax writes a save's metrics to disk only when best_fn is
+        # set; without them a reopened manager no longer knows which step was best, and
+        # BestN would let LatestN delete it at the next save after a resume.
         options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
-                                               cleanup_tmp_directories=True)
+                                               cleanup_tmp_directories=True,
+                                               best_fn=_checkpoint_score, best_mode="max")
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def all_steps(self) -> list[int]:

@@ -199,3 +199,23 @@ def test_verify_restored_accepts_the_saved_tree_and_refuses_other_bytes_or_nan()
     nan = {**tree, "w": tree["w"].at[0].set(jnp.nan)}
     with pytest.raises(CorruptCheckpointError, match=r"non-finite values in \['w'\]"):
         verify_restored(nan, None)
+
+
+def test_the_best_checkpoint_survives_a_resume_and_later_saves(tmp_path):
+    # keep=1: only the latest and the best-scored checkpoint are kept. A second Checkpointer
+    # on the same directory (a resumed process) must still know step 1 was best.
+    it = iter(grain.MapDataset.range(100).to_iter_dataset())
+
+    def session(scores):
+        ckpt = Checkpointer(tmp_path, keep=1)
+        for step, score in scores.items():
+            next(it)
+            ckpt.save(step, _state(float(step)), it, {"step": step}, score=score)
+            ckpt.wait()
+        steps = ckpt.all_steps()
+        ckpt.close()
+        return steps
+
+    assert session({1: 0.9, 2: 0.1, 3: 0.2}) == [1, 3]
+    assert session({4: 0.3, 5: None}) == [1, 5]
+    assert session({6: 0.95}) == [6]
