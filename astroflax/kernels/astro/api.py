@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from astroflax.kernels._lift import lift_over_batch_and_heads
+from astroflax.kernels._lift import lift_in_groups, lift_over_batch_and_heads
 from astroflax.kernels._validate import (
     check_arrays,
     check_flag,
@@ -38,6 +38,24 @@ MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
 
 _log = logging.getLogger(__name__)
+
+#: Bytes of one ``[C, m, d]`` float32 prefix-state block that the causal sigmoid path keeps per
+#: group of (example, head) pairs (see :func:`prefix_state_group_size`; measured,
+#: benchmarks/README.md): about one core's L2 cache on the development machine.
+PREFIX_STATE_GROUP_BYTES = 2**20
+
+
+def prefix_state_group_size(block_tokens: int, m: int, d: int, pairs: int) -> int:
+    """How many (example, head) pairs the causal sigmoid path processes together.
+
+    That path materialises ``[C, m, d]`` prefix states per pair (``C`` = ``block_tokens``, the
+    chunk, or ``T`` in parallel mode); with all ``B·H`` pairs at once (the vmaps) each such
+    intermediate is ``B·H·C·m·d`` floats, streamed through main memory several times per chunk.
+    Groups whose blocks fit in :data:`PREFIX_STATE_GROUP_BYTES` stay in cache. At least 1, at
+    most ``pairs``.
+    """
+    per_pair = 4 * block_tokens * m * d
+    return max(1, min(pairs, PREFIX_STATE_GROUP_BYTES // per_pair))
 
 
 @functools.lru_cache(maxsize=256)
@@ -158,13 +176,21 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
     else:
         head_fn = functools.partial(recurrent_astro, params=params, feature_map=feature_map)
     per_head_projection = projection is not None and projection.ndim == 3
-    lifted = lift_over_batch_and_heads(
-        head_fn,
+    axes = dict(
         # q, k, v, pos_keys, mask, projection, initial_state
         batch_axes=(0, 0, 0, None, 0, None, 0),
         head_axes=(head_axis, head_axis, head_axis, head_axis, None,
                    0 if per_head_projection else None, 0),
         out_batch_axes=(0, 0), out_head_axes=(head_axis, 0))
+    if causal and params.sigmoid and mode in ("chunk", "parallel"):
+        # Prefix states [C, m, d] per pair: a few pairs at a time stay in cache.
+        B, H = q.shape[0], q.shape[1 + head_axis]
+        m, d = initial_state.S.shape[-2:]
+        block = chunk_size if mode == "chunk" else T
+        lifted = lift_in_groups(head_fn, **axes, batch_size=B, num_heads=H,
+                                group_size=prefix_state_group_size(block, m, d, B * H))
+    else:
+        lifted = lift_over_batch_and_heads(head_fn, **axes)
     return lifted(q, k, v, pos_keys, mask, projection, initial_state)
 
 
