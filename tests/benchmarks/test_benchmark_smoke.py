@@ -19,6 +19,10 @@ def test_train_step_quick_prints_every_variant_and_consistent_ratios(tmp_path, c
     row = json.loads(out.read_text())["rows"][0]
     assert row["T"] == 64 and row["batch"] == 512 // 64
     assert all(row[v] > 0 for v in ("astro", "linear", "softmax"))
+    assert set(row["ratios"]) == {"astro / softmax", "astro / linear"}
+    for name, ratio in row["ratios"].items():
+        a, b = name.split(" / ")
+        assert abs(ratio - row[a] / row[b]) <= 1e-9 * ratio
 
 
 def test_generate_quick_reports_tokens_per_second_and_memory(tmp_path, capsys):
