@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     if "causal" in sections:
         # The smoke run compiles one length and two chunk sizes (every code path, fewer compiles).
         causal_lengths = [T // 4, T] if not args.smoke else [64]
-        chunk_sizes = [16, 32, 64] if not args.smoke else [16, 32]
+        chunk_sizes = [8, 16, 32, 64] if not args.smoke else [16, 32]
         results["causal_fwd_bwd"] = crows = causal_train_rows(causal_lengths, chunk_sizes,
                                                               max(1, args.repeats // 2), args.clock)
         print_table(f"Causal fwd+bwd, astro (sigmoid, alpha, pos_keys; chunk mode) / causal linear "
