@@ -40,4 +40,5 @@ def test_prefix_state_group_size_fits_the_budget():
     assert prefix_state_group_size(64, 64, 64, pairs=128) == 2**20 // per_pair == 1
     assert prefix_state_group_size(8, 64, 64, pairs=128) == 8
     assert prefix_state_group_size(8, 64, 64, pairs=3) == 3  # never more than there are
-    assert prefix_state_group_size(1024, 64, 64, pairs=128) == 1  # at least one
+    # One pair's block beyond the budget: no grouping (all pairs at once, the plain vmaps).
+    assert prefix_state_group_size(65, 64, 64, pairs=128) is None

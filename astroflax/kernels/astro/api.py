@@ -45,17 +45,20 @@ _log = logging.getLogger(__name__)
 PREFIX_STATE_GROUP_BYTES = 2**20
 
 
-def prefix_state_group_size(block_tokens: int, m: int, d: int, pairs: int) -> int:
-    """How many (example, head) pairs the causal sigmoid path processes together.
+def prefix_state_group_size(block_tokens: int, m: int, d: int, pairs: int) -> int | None:
+    """How many (example, head) pairs the causal sigmoid path processes together, or None.
 
     That path materialises ``[C, m, d]`` prefix states per pair (``C`` = ``block_tokens``, the
     chunk, or ``T`` in parallel mode); with all ``B·H`` pairs at once (the vmaps) each such
     intermediate is ``B·H·C·m·d`` floats, streamed through main memory several times per chunk.
-    Groups whose blocks fit in :data:`PREFIX_STATE_GROUP_BYTES` stay in cache. At least 1, at
-    most ``pairs``.
+    Groups whose blocks fit in :data:`PREFIX_STATE_GROUP_BYTES` stay in cache (at most
+    ``pairs``). None (all pairs at once) when even one pair's block does not fit: grouping
+    would then buy no cache, only the copies of a sequential map.
     """
     per_pair = 4 * block_tokens * m * d
-    return max(1, min(pairs, PREFIX_STATE_GROUP_BYTES // per_pair))
+    if per_pair > PREFIX_STATE_GROUP_BYTES:
+        return None
+    return min(pairs, PREFIX_STATE_GROUP_BYTES // per_pair)
 
 
 @functools.lru_cache(maxsize=256)
@@ -182,15 +185,18 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
         head_axes=(head_axis, head_axis, head_axis, head_axis, None,
                    0 if per_head_projection else None, 0),
         out_batch_axes=(0, 0), out_head_axes=(head_axis, 0))
+    group_size = None
+    B, H = q.shape[0], q.shape[1 + head_axis]
     if causal and params.sigmoid and mode in ("chunk", "parallel"):
         # Prefix states [C, m, d] per pair: a few pairs at a time stay in cache.
-        B, H = q.shape[0], q.shape[1 + head_axis]
         m, d = initial_state.S.shape[-2:]
         block = chunk_size if mode == "chunk" else T
-        lifted = lift_in_groups(head_fn, **axes, batch_size=B, num_heads=H,
-                                group_size=prefix_state_group_size(block, m, d, B * H))
-    else:
+        group_size = prefix_state_group_size(block, m, d, B * H)
+    if group_size is None:
         lifted = lift_over_batch_and_heads(head_fn, **axes)
+    else:
+        lifted = lift_in_groups(head_fn, **axes, batch_size=B, num_heads=H,
+                                group_size=group_size)
     return lifted(q, k, v, pos_keys, mask, projection, initial_state)
 
 
