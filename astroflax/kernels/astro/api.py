@@ -160,10 +160,20 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
     return m
 
 
+def groups_pairs_on_this_backend() -> bool:
+    """Whether the causal sigmoid path runs (example, head) pairs in groups: on CPU only.
+
+    A sequential map over pairs buys cache on a CPU; on a GPU or TPU it would serialise work
+    the device runs in parallel, and it would defeat a sharding of the batch or the heads
+    over devices (a sequential axis cannot be split), so other backends keep the vmaps.
+    """
+    return jax.default_backend() == "cpu"
+
+
 @functools.partial(jax.jit, static_argnames=("causal", "mode", "chunk_size", "params",
-                                             "feature_map", "layout"))
+                                             "feature_map", "layout", "group_pairs"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
-                     chunk_size, params, feature_map, layout):
+                     chunk_size, params, feature_map, layout, group_pairs):
     T = _to_bthd(q.shape, layout)[1]
     # Once the batch is mapped away, q is [T, H, m] (BTHD) or [H, T, m] (BHTD); pos_keys has
     # that layout from the start, and only its first T rows are used.
@@ -187,7 +197,7 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
         out_batch_axes=(0, 0), out_head_axes=(head_axis, 0))
     group_size = None
     B, H = q.shape[0], q.shape[1 + head_axis]
-    if causal and params.sigmoid and mode in ("chunk", "parallel"):
+    if group_pairs and causal and params.sigmoid and mode in ("chunk", "parallel"):
         # Prefix states [C, m, d] per pair: a few pairs at a time stay in cache.
         m, d = initial_state.S.shape[-2:]
         block = chunk_size if mode == "chunk" else T
@@ -284,5 +294,6 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
         return (out, state) if return_state else out
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
                                   causal=bool(causal), mode=mode, chunk_size=int(chunk_size),
-                                  params=params, feature_map=feature_map, layout=layout)
+                                  params=params, feature_map=feature_map, layout=layout,
+                                  group_pairs=groups_pairs_on_this_backend())
     return (out, state) if return_state else out
