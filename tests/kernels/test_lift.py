@@ -36,9 +36,10 @@ def test_grouped_lift_equals_nested_vmaps(group_size):
 
 def test_prefix_state_group_size_fits_the_budget():
     per_pair = 4 * 64 * 64 * 64  # one [C=64, m=64, d=64] float32 block: 1 MiB
-    assert PREFIX_STATE_GROUP_BYTES == 2**20
-    assert prefix_state_group_size(64, 64, 64, pairs=128) == 2**20 // per_pair == 1
-    assert prefix_state_group_size(8, 64, 64, pairs=128) == 8
+    assert PREFIX_STATE_GROUP_BYTES == 2**21
+    assert prefix_state_group_size(64, 64, 64, pairs=128) == 2**21 // per_pair == 2
+    assert prefix_state_group_size(8, 64, 64, pairs=128) == 16
     assert prefix_state_group_size(8, 64, 64, pairs=3) == 3  # never more than there are
+    assert prefix_state_group_size(128, 64, 64, pairs=128) == 1
     # One pair's block beyond the budget: no grouping (all pairs at once, the plain vmaps).
-    assert prefix_state_group_size(65, 64, 64, pairs=128) is None
+    assert prefix_state_group_size(129, 64, 64, pairs=128) is None

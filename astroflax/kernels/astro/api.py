@@ -41,8 +41,9 @@ _log = logging.getLogger(__name__)
 
 #: Bytes of one ``[C, m, d]`` float32 prefix-state block that the causal sigmoid path keeps per
 #: group of (example, head) pairs (see :func:`prefix_state_group_size`; measured,
-#: benchmarks/README.md): about one core's L2 cache on the development machine.
-PREFIX_STATE_GROUP_BYTES = 2**20
+#: benchmarks/README.md): 2 MiB, two pairs at C = 64, one per core's L2 cache (1.25 MB) on the
+#: 2-core development machine, which splits each fused loop between its cores.
+PREFIX_STATE_GROUP_BYTES = 2**21
 
 
 def prefix_state_group_size(block_tokens: int, m: int, d: int, pairs: int) -> int | None:
