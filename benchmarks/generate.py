@@ -12,7 +12,9 @@ Decoding speed is ``(N2 - N1) / (t(N2) - t(N1))`` for two generation lengths fro
 of a fresh subprocess over its size after building the model, one subprocess per cell.
 Written against ``AstroLM.generate(prompt_tokens, max_new_tokens)``; any per-token cost of
 recomputing the positional term over ``max_len`` shows up here as astro's growth with context.
-``--quick``: contexts 64 and 128, N = 4 and 12 (seconds).
+``--quick``: one layer, ``D = 32``, 2 heads, contexts 64 and 128, N = 0 and 8 (a smoke run of
+seconds with one compile per cell: N = 0 returns the prompt, so the prefill does not cancel
+and its tokens per second are not a measurement).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def one_cell(variant: str, context: int, n1: int, n2: int, repeats: int, clock: str) -> dict:
+def model_size(quick: bool) -> dict:
+    """The benchmark's model: 2 layers, D = 128, 4 heads; ``--quick``: 1 layer, D = 32, 2 heads."""
+    return dict(layers=1, D=32, heads=2) if quick else dict(layers=2, D=128, heads=4)
+
+
+def one_cell(variant: str, context: int, n1: int, n2: int, repeats: int, clock: str, *,
+             layers: int, D: int, heads: int) -> dict:
     """Tokens per second and peak-RSS growth of one (variant, context): runs in a subprocess."""
     import jax
     from flax import nnx
@@ -39,7 +47,7 @@ def one_cell(variant: str, context: int, n1: int, n2: int, repeats: int, clock: 
     from astroflax.models import AstroLM
     from benchmarks._common import best_time
 
-    model = AstroLM(VOCAB, max_len=context, features=128, num_layers=2, num_heads=4,
+    model = AstroLM(VOCAB, max_len=context, features=D, num_layers=layers, num_heads=heads,
                     attention=variant, rngs=nnx.Rngs(0))
     prompt = jax.random.randint(jax.random.key(0), (1, PROMPT), 0, VOCAB)
     rss_model = _peak_rss_mb()
@@ -60,11 +68,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="save the results here")
     parser.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args(argv)
-    n1, n2 = (4, 12) if args.quick else (32, 160)
+    # 448 decoded tokens between the two lengths: astro's tens of microseconds per token must
+    # exceed the run-to-run spread of the per-call work (prefill, positional term); with 128
+    # they did not (benchmarks/README.md). 16 + 480 tokens fit the smallest context, 512.
+    n1, n2 = (0, 8) if args.quick else (32, 480)
 
     if args.cell is not None:
         variant, context = args.cell.split(":")
-        print(json.dumps(one_cell(variant, int(context), n1, n2, args.repeats, args.clock)))
+        print(json.dumps(one_cell(variant, int(context), n1, n2, args.repeats, args.clock,
+                                  **model_size(args.quick))))
         return
 
     from benchmarks._common import machine, print_table, report, uptime
@@ -89,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
     variants = args.variants.split(",")
     results = {"machine": machine(), "uptime_before": load_before, "uptime_after": uptime(),
-               "config": dict(layers=2, D=128, heads=4, vocab=VOCAB, prompt=PROMPT, n1=n1,
+               "config": dict(**model_size(args.quick), vocab=VOCAB, prompt=PROMPT, n1=n1,
                               n2=n2, clock=args.clock), "rows": rows}
     first = rows[0]
     header = ["context"] + [f"{v} tokens/s" for v in variants] + [
@@ -101,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         for r, line in zip(rows, table, strict=True):
             line += [r["astro"]["tokens_per_s"] / r["softmax"]["tokens_per_s"],
                      first["astro"]["tokens_per_s"] / r["astro"]["tokens_per_s"]]
-    print_table(f"AstroLM.generate, 2 layers, D=128, 4 heads, batch 1, greedy ({args.clock})",
+    size = model_size(args.quick)
+    print_table(f"AstroLM.generate, {size['layers']} layers, D={size['D']}, {size['heads']} heads, "
+                f"batch 1, greedy ({args.clock})",
                 header, table)
     report(results, args.json)
 

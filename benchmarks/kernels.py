@@ -16,6 +16,10 @@ Command: ``python -m benchmarks.kernels [--quick] [--clock wall|cpu] [--json PAT
    causal linear attention fwd+bwd, at T and T/4, with an estimated floor for this CPU (see
    :func:`floor_estimate`: two sigmoid passes and eight plain passes over the ``T·m·d``
    prefix-state elements per head, measured here).
+6. The whole non-causal attention layer forward, ``x [B, T, D] -> [B, T, D]`` (``D = H·m``):
+   the q/k/v projections, astro attention and the output projection, with the projections
+   writing ``[B, T, H, m]`` (BTHD kernel layout) or straight into head-major ``[B, H, T, m]``
+   (BHTD); linear attention's layer (BTHD) as the reference (see :func:`layer_rows`).
 
 ``--quick`` shrinks T to 4096 and the positional length to 8192 (the README's first-run job,
 a few minutes on 2 cores); ``--smoke`` runs every section at toy sizes (for the test suite).
@@ -42,7 +46,7 @@ from benchmarks._common import best_time, machine, print_table, report, uptime
 
 B, H, M, D = 1, 8, 64, 64
 MEMORY_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
-SECTIONS = ("forward", "softmax", "memory", "positional", "causal")
+SECTIONS = ("forward", "softmax", "memory", "positional", "causal", "layer")
 
 
 def _inputs(T: int, layout: str):
@@ -196,6 +200,46 @@ def floor_estimate(T: int, repeats: int, clock: str, chunk: int = 32) -> float:
             + 8 * best_time(plain_pass, *rows, repeats=repeats, clock=clock))
 
 
+def layer_rows(T: int, repeats: int, clock: str = "wall") -> list[dict]:
+    """Forward of a whole non-causal attention layer in each projection layout, and linear's.
+
+    ``x [B, T, D]`` with ``D = H·m``; ``W_Q, W_K, W_V [D, H, m]`` (as ``AstroAttention`` stores
+    them) and ``W_O [H, d, D]``; the positional keys ``[T, H, m]`` (or ``[H, T, m]``) are an
+    input. The BTHD layer projects to ``[B, T, H, m]`` and the kernel transposes inside; the
+    BHTD layer's projection einsums write ``[B, H, T, m]`` and the output projection reads
+    ``[B, H, T, d]``, so any layout change happens inside the projections' dots.
+    """
+    Dm = H * M
+    keys = jax.random.split(jax.random.key(3), 6)
+    x = jax.random.normal(keys[0], (B, T, Dm), jnp.float32)
+    wq, wk, wv = (jax.random.normal(kk, (Dm, H, M), jnp.float32) / Dm**0.5 for kk in keys[1:4])
+    wo = jax.random.normal(keys[4], (H, D, Dm), jnp.float32) / Dm**0.5
+    pos = 0.5 * jax.random.normal(keys[5], (T, H, M), jnp.float32)
+    pos_hm = jnp.swapaxes(pos, 0, 1)
+
+    def bthd(x, pos):
+        q, k, v = (jnp.einsum("btD,Dhm->bthm", x, w) for w in (wq, wk, wv))
+        return jnp.einsum("bthd,hdD->btD", astro_attention(q, k, v, pos_keys=pos), wo)
+
+    def bhtd(x, pos):
+        q, k, v = (jnp.einsum("btD,Dhm->bhtm", x, w) for w in (wq, wk, wv))
+        y = astro_attention(q, k, v, pos_keys=pos, layout="BHTD")
+        return jnp.einsum("bhtd,hdD->btD", y, wo)
+
+    def linear(x, pos):
+        del pos
+        q, k, v = (jnp.einsum("btD,Dhm->bthm", x, w) for w in (wq, wk, wv))
+        return jnp.einsum("bthd,hdD->btD", linear_attention(q, k, v), wo)
+
+    t_linear = best_time(jax.jit(linear), x, pos, repeats=repeats, clock=clock)
+    rows = []
+    for layout, fn, p in (("BTHD", bthd, pos), ("BHTD", bhtd, pos_hm)):
+        t = best_time(jax.jit(fn), x, p, repeats=repeats, clock=clock)
+        rows.append(dict(layout=layout, T=T, astro_layer_ms=1e3 * t,
+                         linear_layer_ms=1e3 * t_linear, ratio=t / t_linear))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -265,8 +309,9 @@ def main(argv: list[str] | None = None) -> None:
                     [[r["L"], r["ms_L"], r["ms_2L"], r["ratio_2L_over_L"]] for r in pos_rows])
 
     if "causal" in sections:
-        causal_lengths = [T // 4, T] if not args.smoke else [64, 128]
-        chunk_sizes = [16, 32, 64]
+        # The smoke run compiles one length and two chunk sizes (every code path, fewer compiles).
+        causal_lengths = [T // 4, T] if not args.smoke else [64]
+        chunk_sizes = [8, 16, 32, 64] if not args.smoke else [16, 32]
         results["causal_fwd_bwd"] = crows = causal_train_rows(causal_lengths, chunk_sizes,
                                                               max(1, args.repeats // 2), args.clock)
         print_table(f"Causal fwd+bwd, astro (sigmoid, alpha, pos_keys; chunk mode) / causal linear "
@@ -277,6 +322,14 @@ def main(argv: list[str] | None = None) -> None:
                     [[r["T"], r["linear_ms"], *(r["astro_ms"][C] for C in chunk_sizes),
                       *(r["ratio"][C] for C in chunk_sizes), r["floor_ms"], r["floor_ratio"]]
                      for r in crows])
+
+    if "layer" in sections:
+        results["layer_forward"] = lrows = layer_rows(T, args.repeats, args.clock)
+        print_table(f"Non-causal attention layer forward, x [B, T, {H * M}] -> [B, T, {H * M}], "
+                    f"T={T}: astro by projection layout / linear attention's layer (BTHD)",
+                    ["projection layout", "astro layer ms", "linear layer ms", "astro / linear"],
+                    [[r["layout"], r["astro_layer_ms"], r["linear_layer_ms"], r["ratio"]]
+                     for r in lrows])
 
     results["uptime_after"] = uptime()
     report(results, args.json)

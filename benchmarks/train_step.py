@@ -8,7 +8,7 @@ no dropout, trained on random tokens with AdamW; the batch holds a fixed number 
 (8192) whatever ``T`` is, so every row of the table does the same feed-forward work and only
 the attention's dependence on ``T`` differs. Each cell is the best of ``--repeats`` steps
 after a compile-and-warm-up step; the ratios in the last columns are within one run.
-``--quick``: ``D = 32``, 2 heads, 512 tokens, ``T = 64, 128`` (a smoke run of seconds).
+``--quick``: 1 layer, ``D = 32``, 2 heads, 512 tokens, ``T = 64, 128`` (a smoke run of seconds).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from benchmarks._common import best_time, machine, print_table, report, uptime
 VOCAB = 256
 
 
-def make_step(variant: str, T: int, *, features: int, heads: int, chunk_size: int):
-    """A jitted AdamW step of a fresh 2-layer ``AstroLM`` and its (model, optimizer) state."""
-    model = AstroLM(VOCAB, max_len=T, features=features, num_layers=2, num_heads=heads,
+def make_step(variant: str, T: int, *, features: int, heads: int, chunk_size: int,
+              layers: int = 2):
+    """A jitted AdamW step of a fresh ``AstroLM`` and its (model, optimizer) state."""
+    model = AstroLM(VOCAB, max_len=T, features=features, num_layers=layers, num_heads=heads,
                     attention=attention_spec(variant, chunk_size=chunk_size),
                     rngs=nnx.Rngs(0))
     opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
@@ -52,7 +53,8 @@ def make_step(variant: str, T: int, *, features: int, heads: int, chunk_size: in
 
 
 def measure(variants: list[str], lengths: list[int], *, tokens: int, features: int,
-            heads: int, chunk_size: int, repeats: int, clock: str) -> list[dict]:
+            heads: int, chunk_size: int, repeats: int, clock: str, layers: int = 2) -> list[dict]:
+    """Seconds per step of each variant at each ``T`` (``batch = tokens // T``): table rows."""
     rows = []
     for T in lengths:
         batch = max(1, tokens // T)
@@ -61,7 +63,7 @@ def measure(variants: list[str], lengths: list[int], *, tokens: int, features: i
         row = dict(T=T, batch=batch)
         for variant in variants:
             step, model, opt = make_step(variant, T + 1, features=features, heads=heads,
-                                         chunk_size=chunk_size)
+                                         chunk_size=chunk_size, layers=layers)
             row[variant] = best_time(step, model, opt, data, repeats=repeats, clock=clock)
             print(f"  T={T} {variant}: {row[variant]:.3f} s ({clock})", flush=True)
         rows.append(row)
@@ -82,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.quick:
-        lengths, tokens, features, heads, repeats = [64, 128], 512, 32, 2, 1
+        lengths, tokens, features, heads, layers, repeats = [64, 128], 512, 32, 2, 1, 1
     else:
-        lengths, tokens, features, heads, repeats = [256, 1024, 4096], 8192, 256, 4, args.repeats
+        lengths, tokens, features, heads, layers, repeats = ([256, 1024, 4096], 8192, 256, 4, 2,
+                                                             args.repeats)
     if args.lengths:
         lengths = [int(x) for x in args.lengths.split(",")]
     variants = args.variants.split(",")
@@ -93,18 +96,20 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--variants: {name!r} is not one of {sorted(VARIANTS)}")
     load_before = uptime()
     rows = measure(variants, lengths, tokens=tokens, features=features, heads=heads,
-                   chunk_size=args.chunk_size, repeats=repeats, clock=args.clock)
-    results = {"machine": machine(), "uptime_before": load_before, "uptime_after": uptime(),
-               "config": dict(layers=2, D=features, heads=heads, tokens_per_batch=tokens,
-                              vocab=VOCAB, chunk_size=args.chunk_size, clock=args.clock),
-               "rows": rows}
+                   chunk_size=args.chunk_size, repeats=repeats, clock=args.clock, layers=layers)
     ratios = [(a, b) for a, b in (("astro", "softmax"), ("astro", "linear"))
               if a in variants and b in variants]
-    print_table(f"Train step (fwd + bwd + AdamW), 2 layers, D={features}, {heads} heads, "
+    for r in rows:
+        r["ratios"] = {f"{a} / {b}": r[a] / r[b] for a, b in ratios}
+    results = {"machine": machine(), "uptime_before": load_before, "uptime_after": uptime(),
+               "config": dict(layers=layers, D=features, heads=heads, tokens_per_batch=tokens,
+                              vocab=VOCAB, chunk_size=args.chunk_size, clock=args.clock),
+               "rows": rows}
+    print_table(f"Train step (fwd + bwd + AdamW), {layers} layers, D={features}, {heads} heads, "
                 f"{tokens} tokens per batch, chunk_size {args.chunk_size}, seconds ({args.clock})",
                 ["T", "batch", *variants, *(f"{a} / {b}" for a, b in ratios)],
                 [[r["T"], r["batch"], *(r[v] for v in variants),
-                  *(r[a] / r[b] for a, b in ratios)] for r in rows])
+                  *r["ratios"].values()] for r in rows])
     report(results, args.json)
 
 

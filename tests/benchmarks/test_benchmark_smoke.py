@@ -19,6 +19,10 @@ def test_train_step_quick_prints_every_variant_and_consistent_ratios(tmp_path, c
     row = json.loads(out.read_text())["rows"][0]
     assert row["T"] == 64 and row["batch"] == 512 // 64
     assert all(row[v] > 0 for v in ("astro", "linear", "softmax"))
+    assert set(row["ratios"]) == {"astro / softmax", "astro / linear"}
+    for name, ratio in row["ratios"].items():
+        a, b = name.split(" / ")
+        assert abs(ratio - row[a] / row[b]) <= 1e-9 * ratio
 
 
 def test_generate_quick_reports_tokens_per_second_and_memory(tmp_path, capsys):
@@ -32,13 +36,18 @@ def test_generate_quick_reports_tokens_per_second_and_memory(tmp_path, capsys):
         assert row[variant]["seconds_n2"] > 0
 
 
-def test_kernels_smoke_causal_section(tmp_path, capsys):
-    # The causal fwd+bwd section only: the older sections compile a dozen functions more.
+def test_kernels_smoke_causal_and_layer_sections(tmp_path, capsys):
+    # The causal fwd+bwd and whole-layer sections only: the older sections compile a dozen
+    # functions more.
     out = tmp_path / "kernels.json"
-    kernels.main(["--smoke", "--sections", "causal", "--json", str(out)])
+    kernels.main(["--smoke", "--sections", "causal,layer", "--json", str(out)])
     results = json.loads(out.read_text())
     assert "forward_vs_matmuls" not in results
     row = results["causal_fwd_bwd"][0]
     for C, ms in row["astro_ms"].items():
         assert abs(row["ratio"][C] - ms / row["linear_ms"]) < 1e-9 * row["ratio"][C]
-    assert "floor estimate ms" in capsys.readouterr().out
+    assert [r["layout"] for r in results["layer_forward"]] == ["BTHD", "BHTD"]
+    for r in results["layer_forward"]:
+        assert abs(r["ratio"] - r["astro_layer_ms"] / r["linear_layer_ms"]) < 1e-9 * r["ratio"]
+    text = capsys.readouterr().out
+    assert "floor estimate ms" in text and "| projection layout |" in text

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from astroflax.kernels import astro_attention
 from astroflax.nn import (
     VARIANTS,
     AstroAttention,
@@ -153,6 +154,28 @@ def test_kernel_argument_receives_the_variant_settings_and_overrides():
     assert seen["alpha"] == 0.5 and seen["sigmoid"] is True and seen["m_div"] == 7.0
     assert seen["pos_keys"].shape == (T_MAX, H, D // H)
     assert seen["feature_map"] == "elu1" and seen["causal"] is False
+
+
+def test_head_major_projection_equals_projecting_to_bthd_with_gradients():
+    # The layer projects straight into [B, H, T, *] for the kernel; a replacement kernel gets
+    # the [B, T, H, *] projections of nnx.LinearGeneral. Same parameters, same numbers. Causal
+    # (the grouped path; the non-causal forward is checked against numpy above).
+    causal = True
+    x = jax.random.normal(jax.random.key(3), (2, 7, D), jnp.float64)
+    mask = padding_mask(2, 7, [7, 5])
+
+    def loss(mod):
+        out, calcium = mod(x, mask=mask, return_calcium=True)
+        return jnp.sum(out ** 2) + jnp.sum(calcium)
+
+    head_major = make("astro", causal=causal)
+    bthd = make("astro", causal=causal, kernel=astro_attention)
+    assert_close(nnx.jit(loss)(head_major), nnx.jit(loss)(bthd), rtol=1e-12)
+    g_head_major = nnx.state(nnx.jit(nnx.grad(loss))(head_major), nnx.Param)
+    g_bthd = nnx.state(nnx.jit(nnx.grad(loss))(bthd), nnx.Param)
+    for (path, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(g_head_major),
+                                 jax.tree_util.tree_leaves_with_path(g_bthd), strict=True):
+        assert_close(a, b, rtol=1e-10, name=jax.tree_util.keystr(path))
 
 
 def test_positional_init_gives_unit_std_activity_for_any_window():
