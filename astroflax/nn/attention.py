@@ -368,22 +368,24 @@ class AstroAttention(_Projected):
 
 def _project_head_major(proj: nnx.LinearGeneral, x: Array) -> Array:
     """``proj(x)`` for ``x [B, T, D]`` and a ``D -> (H, n)`` projection, as ``[B, H, T, n]``."""
-    kernel = proj.kernel[...]
-    bias = None if proj.bias is None else proj.bias[...]
-    x, kernel, bias = proj.promote_dtype((x, kernel, bias), dtype=proj.dtype)
-    y = jnp.einsum("btD,Dhn->bhtn", x, kernel, precision=proj.precision,
-                   preferred_element_type=proj.preferred_element_type)
-    return y if bias is None else y + bias[:, None, :]
+    return _einsum_projection(proj, x, "btD,Dhn->bhtn", lambda b: b[:, None, :])
 
 
 def _output_from_head_major(proj: nnx.LinearGeneral, y: Array) -> Array:
     """``proj`` (``(H, d) -> D``) applied to head-major ``y [B, H, T, d]``: ``[B, T, D]``."""
+    return _einsum_projection(proj, y, "bhtd,hdD->btD", lambda b: b)
+
+
+def _einsum_projection(proj: nnx.LinearGeneral, x: Array, equation: str,
+                       bias_layout: Callable[[Array], Array]) -> Array:
+    # The layer's own kernel, bias, dtype promotion and precision, contracted by ``equation``
+    # so that the result comes out in the layout the kernel reads (no transpose after it).
     kernel = proj.kernel[...]
     bias = None if proj.bias is None else proj.bias[...]
-    y, kernel, bias = proj.promote_dtype((y, kernel, bias), dtype=proj.dtype)
-    out = jnp.einsum("bhtd,hdD->btD", y, kernel, precision=proj.precision,
-                     preferred_element_type=proj.preferred_element_type)
-    return out if bias is None else out + bias
+    x, kernel, bias = proj.promote_dtype((x, kernel, bias), dtype=proj.dtype)
+    y = jnp.einsum(equation, x, kernel, precision=proj.precision,
+                   preferred_element_type=proj.preferred_element_type)
+    return y if bias is None else y + bias_layout(bias)
 
 
 class SoftmaxAttention(_Projected):
