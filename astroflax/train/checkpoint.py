@@ -72,6 +72,22 @@ def tree_fingerprint(tree: Any) -> str:
     return _digest(tree)[0]
 
 
+def _state_and_model_fingerprints(model: Any, opt: Any) -> tuple[str, str]:
+    """``(tree_fingerprint((model, opt)), tree_fingerprint(model))`` in one pass over the model.
+
+    The model's leaves are fetched to the host once and fed to both hashes: in the pair their
+    paths carry the tuple's ``[0]`` prefix, alone they do not.
+    """
+    both, alone = hashlib.sha256(), hashlib.sha256()
+    for path, a in _host_leaves((model, opt)):
+        both.update(path.encode())
+        both.update(a.tobytes())
+        if path.startswith("[0]"):
+            alone.update(path[len("[0]"):].encode())
+            alone.update(a.tobytes())
+    return both.hexdigest(), alone.hexdigest()
+
+
 def verify_restored(tree: Any, saved_sha256: str | None) -> None:
     """Raises :class:`CorruptCheckpointError` unless ``tree`` is finite and matches its hash.
 
@@ -191,8 +207,8 @@ class Checkpointer:
         only checkpoints saved with a score compete for "best".
         """
         # Hashed on the host before the async write starts; restore recomputes and compares.
-        meta = {**meta, "state_sha256": tree_fingerprint((state.model, state.optimizer)),
-                "model_sha256": tree_fingerprint(state.model)}
+        state_sha256, model_sha256 = _state_and_model_fingerprints(state.model, state.optimizer)
+        meta = {**meta, "state_sha256": state_sha256, "model_sha256": model_sha256}
         args = ocp.args.Composite(
             model=ocp.args.StandardSave(state.model), opt=ocp.args.StandardSave(state.optimizer),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),

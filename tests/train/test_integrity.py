@@ -219,3 +219,12 @@ def test_the_best_checkpoint_survives_a_resume_and_later_saves(tmp_path):
     assert session({1: 0.9, 2: 0.1, 3: 0.2}) == [1, 3]
     assert session({4: 0.3, 5: None}) == [1, 5]
     assert session({6: 0.95}) == [6]
+
+
+def test_one_pass_fingerprints_equal_the_fingerprints_of_the_pair_and_of_the_model():
+    from astroflax.train.checkpoint import _state_and_model_fingerprints
+
+    model = {"w": jnp.arange(4.0), "b": {"c": jnp.ones((2, 2), jnp.float32)}}
+    opt = {"mu": jnp.full((3,), 0.5), "count": jnp.array(7, jnp.int32)}
+    assert _state_and_model_fingerprints(model, opt) == (tree_fingerprint((model, opt)),
+                                                         tree_fingerprint(model))
