@@ -55,6 +55,15 @@ def variant_arms(variants: Iterable[str]) -> list[Arm]:
         for v in variants if v != "softmax"]
 
 
+def m_div_arm(variant: str, own_m_div: str, m: int) -> Arm:
+    """``variant`` with ``m_div = m`` against ``variant`` with its own ``m_div`` (the reference).
+
+    ``own_m_div``: how the table states the variant's own value, e.g. ``"500·D = 16000"``.
+    """
+    return Arm(f"{variant}-m_div=m", {"model.attention": variant, "model.m_div": "m"},
+               f"m_div {own_m_div} -> m = {m}", variant)
+
+
 @dataclasses.dataclass(frozen=True)
 class GridStudy:
     """Arms × seeds of one training setup.

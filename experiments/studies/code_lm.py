@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from astroflax.nn import VARIANTS
 from experiments.configs import common
-from experiments.studies import Arm, GridStudy, variant_arms
+from experiments.studies import Arm, GridStudy, m_div_arm, variant_arms
 
 FEATURES, HEADS, LENGTH, VOCAB, STEPS = 64, 2, 64, 4096, 250
 ORDER = ("softmax", "astro", "astro_no_pe", "astro_no_nonlin", "linear", "kozachkov_iso",
@@ -93,10 +93,8 @@ def arms(smoke: bool) -> tuple[Arm, ...]:
             Arm("astro-pos=paper", {"model.attention": "astro", "model.pos_embedding": "paper"},
                 "positions: sinusoidal table + astrocytic term -> astrocytic term only (the "
                 "paper's setting)", "astro"),
-            Arm("astro-m_div=m", {"model.attention": "astro", "model.m_div": "m"},
-                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "astro"),
-            Arm("kozachkov_iso-m_div=m", {"model.attention": "kozachkov_iso", "model.m_div": "m"},
-                f"m_div 100·D = {100 * FEATURES} -> m = {FEATURES // HEADS}", "kozachkov_iso")]
+            *(m_div_arm(v, f"100·D = {100 * FEATURES}", FEATURES // HEADS)
+              for v in ("astro", "kozachkov_iso"))]
     out.append(Arm("astro-noncausal", {"model.attention": "astro", "model.causal": False},
                    "causal -> non-causal (sees the future: a control)", "astro"))
     # With m_div = m the attention is switched on: how much can a decoder whose attention works

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from astroflax.nn import VARIANTS
 from experiments.configs import common
-from experiments.studies import Arm, GridStudy, variant_arms
+from experiments.studies import Arm, GridStudy, m_div_arm, variant_arms
 
 FEATURES, HEADS = 32, 2
 ORDER = ("softmax", "astro", "astro_no_pe", "astro_no_nonlin", "linear", "kozachkov_iso",
@@ -84,9 +84,7 @@ def arms(smoke: bool) -> tuple[Arm, ...]:
     if smoke:
         return tuple(variant_arms(("softmax", "astro")))
     out = variant_arms(VARIANT_ARMS)
-    out += [Arm(f"{v}-m_div=m", {"model.attention": v, "model.m_div": "m"},
-                f"m_div {_paper_m_div(v)} -> m = {FEATURES // HEADS}", v)
-            for v in M_DIV_ARMS]
+    out += [m_div_arm(v, _paper_m_div(v), FEATURES // HEADS) for v in M_DIV_ARMS]
     sub = {"data.num_train": SUBSET, "train.num_epochs": SUBSET_EPOCHS,
            "train.batch_size": 40, "train.warmup_steps": 10, "train.log_every_steps": 25,
            "train.eval_every_steps": 25}

@@ -174,3 +174,18 @@ def test_code_lm_smoke_reports_validation_and_test_perplexity(tmp_path, env):
     again = json.loads(out.stdout.strip().splitlines()[-1])
     summary = json.loads((path / "summary.json").read_text())
     assert again["eval_loss"] == summary["final"]["eval_loss"] and again["step"] == 6
+
+
+def test_m_div_arms_change_only_m_div_against_their_own_variant():
+    from experiments.studies import m_div_arm
+
+    arm = m_div_arm("astro", "500·D = 16000", 16)
+    assert (arm.name, arm.reference, arm.changes) == (
+        "astro-m_div=m", "astro", "m_div 500·D = 16000 -> m = 16")
+    assert dict(arm.overrides) == {"model.attention": "astro", "model.m_div": "m"}
+    for name in ("digits_variants", "code_lm"):
+        arms = {a.name: a for a in load_study(name).arms}
+        for a in arms.values():
+            if a.name.endswith("-m_div=m"):
+                ref = arms[a.reference]
+                assert dict(a.overrides) == {**ref.overrides, "model.m_div": "m"}, a.name
