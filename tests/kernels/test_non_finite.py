@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from astroflax.kernels import astro_attention, linear_attention
-from astroflax.kernels.astro import running_sum
+from astroflax.kernels.astro import api, running_sum
 from tests.helpers import random_qkv
 
 T, BAD = 8, 5  # token 5 of 8 is corrupted; rows 0..4 must not notice
@@ -22,12 +22,15 @@ def _corrupt(x, value):
     return x.at[:, BAD].set(value)  # every head and feature of token BAD, in every example
 
 
-@pytest.mark.parametrize(("mode", "chunk_size", "sigmoid"), [
-    ("parallel", 64, True), ("parallel", 64, False),
-    ("chunk", 4, True), ("chunk", 4, False), ("chunk", 2, True),
-    ("recurrent", 64, True), ("recurrent", 64, False),
+@pytest.mark.parametrize(("mode", "chunk_size", "sigmoid", "token_scan"), [
+    ("parallel", 64, True, True), ("parallel", 64, True, False), ("parallel", 64, False, True),
+    ("chunk", 4, True, True), ("chunk", 4, True, False), ("chunk", 4, False, True),
+    ("chunk", 2, True, True), ("recurrent", 64, True, True), ("recurrent", 64, False, True),
 ])
-def test_later_non_finite_token_leaves_earlier_rows_unchanged(mode, chunk_size, sigmoid):
+def test_later_non_finite_token_leaves_earlier_rows_unchanged(monkeypatch, mode, chunk_size,
+                                                               sigmoid, token_scan):
+    # token_scan=False: the materialised prefix states of GPU/TPU backends (the CPU scans).
+    monkeypatch.setattr(api, "scans_tokens_on_this_backend", lambda: token_scan)
     q, k, v, pos = random_qkv(3, B=2, T=T, H=2, m=4, d=3, dtype=jnp.float32)
 
     def run(q, k, v, pos):

@@ -17,6 +17,7 @@ from astroflax.kernels.astro.core import (
     read,
     running_sum,
     sigmoid_prefix_read,
+    sigmoid_scan_read,
     write,
 )
 from astroflax.kernels.astro.parallel import parallel_astro
@@ -43,5 +44,6 @@ __all__ = [
     "resolve_mode",
     "running_sum",
     "sigmoid_prefix_read",
+    "sigmoid_scan_read",
     "write",
 ]

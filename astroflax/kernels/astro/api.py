@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from astroflax.kernels._lift import lift_in_groups, lift_over_batch_and_heads
+from astroflax.kernels._lift import lift_over_batch_and_heads
 from astroflax.kernels._validate import (
     check_arrays,
     check_flag,
@@ -38,29 +38,6 @@ MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
 
 _log = logging.getLogger(__name__)
-
-#: Bytes of one ``[C, m, d]`` float32 prefix-state block that the causal sigmoid path keeps per
-#: group of (example, head) pairs (see :func:`prefix_state_group_size`; measured,
-#: benchmarks/README.md): 2 MiB, two pairs at C = 64, one per core's L2 cache (1.25 MB) on the
-#: 2-core development machine, which splits each fused loop between its cores.
-PREFIX_STATE_GROUP_BYTES = 2**21
-
-
-def prefix_state_group_size(block_tokens: int, m: int, d: int, pairs: int) -> int | None:
-    """How many (example, head) pairs the causal sigmoid path processes together, or None.
-
-    That path materialises ``[C, m, d]`` prefix states per pair (``C`` = ``block_tokens``, the
-    chunk, or ``T`` in parallel mode); with all ``B·H`` pairs at once (the vmaps) each such
-    intermediate is ``B·H·C·m·d`` floats, streamed through main memory several times per chunk.
-    Groups whose blocks fit in :data:`PREFIX_STATE_GROUP_BYTES` stay in cache (at most
-    ``pairs``). None (all pairs at once) when even one pair's block does not fit: grouping
-    would then buy no cache, only the copies of a sequential map.
-    """
-    per_pair = 4 * block_tokens * m * d
-    if per_pair > PREFIX_STATE_GROUP_BYTES:
-        return None
-    return min(pairs, PREFIX_STATE_GROUP_BYTES // per_pair)
-
 
 @functools.lru_cache(maxsize=256)
 def _log_auto_choice(causal: bool, T: int, chunk_size: int, chosen: str) -> None:
@@ -161,20 +138,22 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
     return m
 
 
-def groups_pairs_on_this_backend() -> bool:
-    """Whether the causal sigmoid path runs (example, head) pairs in groups: on CPU only.
+def scans_tokens_on_this_backend() -> bool:
+    """Whether the causal sigmoid path runs as a token scan (``core.sigmoid_scan_read``): on CPU.
 
-    A sequential map over pairs buys cache on a CPU; on a GPU or TPU it would serialise work
-    the device runs in parallel, and it would defeat a sharding of the batch or the heads
-    over devices (a sequential axis cannot be split), so other backends keep the vmaps.
+    On a CPU a loop over tokens that updates every (example, head) pair's ``[m, d]`` trace in
+    cache beats materialising ``[C, m, d]`` prefix states per chunk (benchmarks/README.md,
+    "Causal astro training"); on a GPU or TPU its ``T`` sequential small steps would leave the
+    device idle, so other backends materialise the prefix states (``core.sigmoid_prefix_read``)
+    or use the fused Pallas kernels.
     """
     return jax.default_backend() == "cpu"
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "mode", "chunk_size", "params",
-                                             "feature_map", "layout", "group_pairs"))
+                                             "feature_map", "layout", "token_scan"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
-                     chunk_size, params, feature_map, layout, group_pairs):
+                     chunk_size, params, feature_map, layout, token_scan):
     T = _to_bthd(q.shape, layout)[1]
     # Once the batch is mapped away, q is [T, H, m] (BTHD) or [H, T, m] (BHTD); pos_keys has
     # that layout from the start, and only its first T rows are used.
@@ -183,31 +162,20 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
         pos_keys = jax.lax.slice_in_dim(pos_keys, 0, T, axis=1 - head_axis)
     if mode == "parallel":
         head_fn = functools.partial(parallel_astro, causal=causal, params=params,
-                                    feature_map=feature_map)
+                                    feature_map=feature_map, token_scan=token_scan)
     elif mode == "chunk":
         head_fn = functools.partial(chunk_astro, params=params, feature_map=feature_map,
-                                    chunk_size=chunk_size)
+                                    chunk_size=chunk_size, token_scan=token_scan)
     else:
         head_fn = functools.partial(recurrent_astro, params=params, feature_map=feature_map)
     per_head_projection = projection is not None and projection.ndim == 3
-    axes = dict(
+    lifted = lift_over_batch_and_heads(
+        head_fn,
         # q, k, v, pos_keys, mask, projection, initial_state
         batch_axes=(0, 0, 0, None, 0, None, 0),
         head_axes=(head_axis, head_axis, head_axis, head_axis, None,
                    0 if per_head_projection else None, 0),
         out_batch_axes=(0, 0), out_head_axes=(head_axis, 0))
-    group_size = None
-    B, H = q.shape[0], q.shape[1 + head_axis]
-    if group_pairs and causal and params.sigmoid and mode in ("chunk", "parallel"):
-        # Prefix states [C, m, d] per pair: a few pairs at a time stay in cache.
-        m, d = initial_state.S.shape[-2:]
-        block = chunk_size if mode == "chunk" else T
-        group_size = prefix_state_group_size(block, m, d, B * H)
-    if group_size is None:
-        lifted = lift_over_batch_and_heads(head_fn, **axes)
-    else:
-        lifted = lift_in_groups(head_fn, **axes, batch_size=B, num_heads=H,
-                                group_size=group_size)
     return lifted(q, k, v, pos_keys, mask, projection, initial_state)
 
 
@@ -296,5 +264,5 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
     out, state = _astro_attention(q, k, v, pos_keys, mask, projection, initial_state,
                                   causal=bool(causal), mode=mode, chunk_size=int(chunk_size),
                                   params=params, feature_map=feature_map, layout=layout,
-                                  group_pairs=groups_pairs_on_this_backend())
+                                  token_scan=scans_tokens_on_this_backend())
     return (out, state) if return_state else out

@@ -1,11 +1,13 @@
 """Chunked causal mode for one head (docs/model.md §4): ``lax.scan`` over chunks of ``C`` tokens.
 
 Each chunk reads the state carried from earlier chunks plus its own tokens, then hands its
-final state on. With the sigmoid on, the chunk materialises its ``C`` prefix states
-``[C, m, d]`` (the sigmoid of Eq. 11 is nonlinear in the prefix, so the linear-attention matmul
-trick does not apply); with it off, it uses the masked ``[C, C]`` score matmul. The chunk body is
-rematerialised in the backward pass, so memory is ``O(C·m·d + T·(m + d))`` — plus the carried
-states at chunk boundaries, ``(T/C)·m·d``.
+final state on. With the sigmoid off, a chunk uses the masked ``[C, C]`` score matmul. With it
+on (Eq. 11 is nonlinear in the prefix, so the linear-attention matmul trick does not apply),
+it either runs a token scan over the chunk that keeps only its inputs for the backward
+(``token_scan``, the CPU default: ``core.sigmoid_scan_read``), or materialises its ``C``
+prefix states ``[C, m, d]`` (``core.sigmoid_prefix_read``) with the chunk body rematerialised
+in the backward pass. Memory is ``O(T·(m + d))`` plus the carried states at chunk
+boundaries, ``(T/C)·m·d``, plus per chunk ``O(8·m·d)`` (token scan) or ``O(C·m·d)``.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ def _split_chunks(x: Array | None, num_chunks: int, chunk_size: int) -> Array | 
 
 def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
           projection: Array | None, initial_state: AstroState, *, params: ReadParams,
-          feature_map: str, chunk_size: int) -> tuple[Array, AstroState]:
+          feature_map: str, chunk_size: int, token_scan: bool = False) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head, chunk by chunk.
 
     The arguments (shapes, ``[T, d]`` output, returned state) are those of
     :func:`astroflax.kernels.astro.parallel.parallel_astro` with ``causal=True``, plus
-    ``chunk_size``: ``C``; ``T`` is padded up to a multiple of it with masked tokens.
+    ``chunk_size``: ``C``; ``T`` is padded up to a multiple of it with masked tokens;
+    ``token_scan``: the sigmoid path's strategy (see the module docstring).
     """
     T = q.shape[0]
     dtype = accumulation_dtype(v.dtype)
@@ -49,14 +52,18 @@ def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Arra
         mask = jnp.ones((T,), bool)  # so the padding tokens are masked out of the state
     chunks = tuple(_split_chunks(x, num_chunks, chunk_size) for x in (q, k, v, pos_keys, mask))
 
-    @jax.checkpoint
     def one_chunk(state: AstroState, xs) -> tuple[AstroState, Array]:
         q_c, k_c, v_c, pos_c, mask_c = xs
         q_feat, k_feat, v_c, pos_feat = featurize(q_c, k_c, v_c, pos_c, mask_c,
                                                   feature_map=feature_map,
                                                   projection=projection, dtype=dtype)
-        out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params)
+        out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params, token_scan)
         return new_state, mask_queries(out, mask_c)
+
+    if not (token_scan and params.sigmoid):
+        # The token scan keeps only O(C·m) per chunk for its backward; the other paths would
+        # keep [C, C] scores or [C, m, d] prefix states per chunk, so they recompute them.
+        one_chunk = jax.checkpoint(one_chunk)
 
     final_state, outs = jax.lax.scan(one_chunk, initial_state, chunks)
     out = outs.reshape(num_chunks * chunk_size, -1)[:T]

@@ -208,6 +208,80 @@ def _sigmoid_prefix_read_bwd(m_div, residuals, d_numerator):
 sigmoid_prefix_read.defvjp(_sigmoid_prefix_read_fwd, _sigmoid_prefix_read_bwd)
 
 
+#: Tokens whose states the backward of :func:`sigmoid_scan_read` rebuilds at once (measured,
+#: benchmarks/README.md): 8 states of every (example, head) pair stay in cache; 16 and 64 are
+#: slower.
+SCAN_RECOMPUTE_TOKENS = 8
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def sigmoid_scan_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float) -> Array:
+    """:func:`sigmoid_prefix_read` by a token-by-token scan: the same numerators, no ``[T, m, d]``.
+
+    ``num_i = φ(q_i) @ σ((S0 + Σ_{t<=i} x_t v_tᵀ) / m_div)`` (Eq. 11). The forward carries the
+    ``[m, d]`` trace through the block one token at a time (one rank-1 update, one sigmoid and
+    one matrix-vector product per token, the trace in cache), keeping nothing but its inputs.
+    The backward runs the tokens in reverse: it rebuilds the states of
+    :data:`SCAN_RECOMPUTE_TOKENS` tokens at a time from ``S0`` and the block totals (a running
+    sum, so a token never reaches an earlier state) and carries the suffix sum of
+    ``∂L/∂P_i = φ(q_i) ∂num_iᵀ ⊙ σ'(P_i) / m_div``. Under ``vmap`` every step works on all
+    mapped (example, head) pairs at once; on a CPU this beats materialising the prefix states
+    (benchmarks/README.md), on a GPU or TPU a loop of ``T`` small steps would not.
+
+    Args:
+      S0: ``[m, d]`` trace of the tokens before the block; x: ``[T, m]`` presynaptic rates
+      ``φ(k) + φ(A)``; v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
+
+    Returns:
+      ``[T, d]`` numerators, equal to :func:`sigmoid_prefix_read`'s to float rounding.
+    """
+    return _sigmoid_scan_read_fwd(S0, x, v, q_feat, m_div)[0]
+
+
+def _sigmoid_scan_read_fwd(S0, x, v, q_feat, m_div):
+    def one_token(S, token):
+        x_t, v_t, q_t = token
+        S = S + jnp.outer(x_t, v_t)
+        return S, q_t @ jax.nn.sigmoid(S * (1.0 / m_div))
+
+    _, numerator = jax.lax.scan(one_token, S0, (x, v, q_feat))
+    return numerator, (S0, x, v, q_feat)
+
+
+def _sigmoid_scan_read_bwd(m_div, residuals, d_numerator):
+    S0, x, v, q_feat = residuals
+    T = x.shape[0]
+    size = SCAN_RECOMPUTE_TOKENS
+    n = -(-T // size)
+    # Zero tokens at the end add nothing to any state, and their cotangents are dropped.
+    blocks = tuple(jnp.pad(a, [(0, n * size - T), (0, 0)]).reshape(n, size, a.shape[-1])
+                   for a in (x, v, q_feat, d_numerator))
+    totals = jnp.einsum("btm,btd->bmd", blocks[0], blocks[1])
+    # The state before each block of tokens (exclusive: a block's own tokens are not in it).
+    starts = S0 + jnp.concatenate([jnp.zeros_like(totals[:1]), running_sum(totals)[:-1]])
+
+    def one_block(G, block):
+        start, x_s, v_s, q_s, d_s = block
+        states = start + running_sum(_outer(x_s, v_s))
+
+        def one_token(G, token):
+            S, x_t, v_t, q_t, d_t = token
+            H = jax.nn.sigmoid(S * (1.0 / m_div))
+            d_q = H @ d_t
+            # G = Σ_{i>=t} ∂L/∂P_i: token t's outer product is in every prefix i >= t.
+            G = G + jnp.outer(q_t, d_t) * (H * (1 - H)) * (1.0 / m_div)
+            return G, (G @ v_t, x_t @ G, d_q)
+
+        return jax.lax.scan(one_token, G, (states, x_s, v_s, q_s, d_s), reverse=True)
+
+    G, (d_x, d_v, d_q) = jax.lax.scan(one_block, jnp.zeros_like(S0), (starts, *blocks),
+                                      reverse=True)
+    return G, *(a.reshape(n * size, -1)[:T] for a in (d_x, d_v, d_q))
+
+
+sigmoid_scan_read.defvjp(_sigmoid_scan_read_fwd, _sigmoid_scan_read_bwd)
+
+
 def hebbian_weights(S: Array, params: ReadParams) -> Array:
     """``H = σ(S / m_div)`` (Eq. 11), or ``S / m_div`` with the sigmoid off. Any shape."""
     scaled = S * (1.0 / params.m_div)
@@ -306,17 +380,21 @@ def _causal_calcium(z0: Array, q_feat: Array, k_feat: Array, alpha: float) -> Ar
 
 
 def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
-                 pos_feat: Array | None, params: ReadParams) -> tuple[Array, AstroState]:
+                 pos_feat: Array | None, params: ReadParams,
+                 token_scan: bool = False) -> tuple[Array, AstroState]:
     """Causal attention within one block of tokens that follows ``state`` (docs/model.md §4).
 
-    Sigmoid on: the block's prefix states ``[T, m, d]`` are materialised and read one by one
-    (the sigmoid of Eq. 11 is nonlinear in the prefix). Sigmoid off: the masked-score form of
-    :func:`causal_linear_read`, ``O(T²)`` scores instead of ``O(T·m·d)`` states.
+    Sigmoid on (Eq. 11 is nonlinear in the prefix): the block's prefix states are read one by
+    one, by a token scan (:func:`sigmoid_scan_read`, ``token_scan``) or materialised as
+    ``[T, m, d]`` (:func:`sigmoid_prefix_read`); the two agree to float rounding. Sigmoid
+    off: the masked-score form of :func:`causal_linear_read`, ``O(T²)`` scores instead of
+    ``O(T·m·d)`` states.
 
     Args:
       state: ``S [m, d]``, ``z [m]`` of the tokens before the block.
       q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
       params: read hyperparameters.
+      token_scan: which of the two sigmoid paths (ignored with the sigmoid off).
 
     Returns:
       ``(out [T, d], state after the block)``.
@@ -324,8 +402,9 @@ def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
     if not params.sigmoid:
         out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
         return out, write(state, k_feat, v, pos_feat)
-    numerator = sigmoid_prefix_read(state.S, _presynaptic(k_feat, pos_feat),
-                                    v.astype(state.S.dtype), q_feat, params.m_div)
+    prefix_read = sigmoid_scan_read if token_scan else sigmoid_prefix_read
+    numerator = prefix_read(state.S, _presynaptic(k_feat, pos_feat), v.astype(state.S.dtype),
+                            q_feat, params.m_div)
     out = normalise(numerator, _causal_calcium(state.z, q_feat, k_feat, params.alpha), params.eps)
     return out, write(state, k_feat, v, pos_feat)
 

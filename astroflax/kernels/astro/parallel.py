@@ -1,9 +1,10 @@
 """Parallel mode for one head: all tokens at once (Eq. 8–17 in matrix form).
 
 Non-causal: one write of every token, one read by every query — two ``[T, m] × [T, d]``
-matmuls. Causal: the state after each token, either by the masked-score form (sigmoid off) or
-by materialising all ``T`` prefix states (sigmoid on; ``O(T·m·d)`` memory — for short
-sequences; long causal sequences belong to :mod:`astroflax.kernels.astro.chunk`).
+matmuls. Causal: the state after each token, either by the masked-score form (sigmoid off,
+``O(T²)``) or, sigmoid on, by a token scan (``token_scan``, the CPU default) or by
+materialising all ``T`` prefix states (``O(T·m·d)`` memory — for short sequences; long causal
+sequences belong to :mod:`astroflax.kernels.astro.chunk`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from astroflax.kernels.astro.core import (
 
 def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
              projection: Array | None, initial_state: AstroState, *, causal: bool,
-             params: ReadParams, feature_map: str) -> tuple[Array, AstroState]:
+             params: ReadParams, feature_map: str,
+             token_scan: bool = False) -> tuple[Array, AstroState]:
     """Astromorphic attention of one head over a whole sequence.
 
     Args:
@@ -34,6 +36,8 @@ def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: A
       initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens (zeros for a fresh sequence).
       causal: query ``i`` sees tokens ``t <= i`` (docs/model.md §4) instead of all tokens.
       params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
+      token_scan: causal sigmoid path by :func:`~astroflax.kernels.astro.core.sigmoid_scan_read`
+        instead of :func:`~astroflax.kernels.astro.core.sigmoid_prefix_read`.
 
     Returns:
       ``(out [T, d] in v's dtype, state after the last token)``.
@@ -43,7 +47,8 @@ def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: A
                                                    feature_map=feature_map,
                                                    projection=projection, dtype=dtype)
     if causal:
-        out, state = causal_block(initial_state, q_feat, k_feat, v_masked, pos_feat, params)
+        out, state = causal_block(initial_state, q_feat, k_feat, v_masked, pos_feat, params,
+                                  token_scan)
     else:
         state = write(initial_state, k_feat, v_masked, pos_feat)
         out = read(state, q_feat, params)
