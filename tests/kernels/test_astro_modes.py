@@ -6,6 +6,7 @@ The grid T × (alpha, sigmoid, pos_keys, mask) × mode is covered so that every 
 setting and every length meets every setting, without compiling the full cross product.
 """
 
+import functools
 import itertools
 
 import jax
@@ -15,6 +16,7 @@ import pytest
 
 from astroflax.kernels import astro_attention
 from astroflax.kernels.astro import api, sigmoid_prefix_read, sigmoid_scan_read
+from astroflax.kernels.astro.core import trace_stays_finite
 from astroflax.kernels.astro.naive import naive_astro_attention
 from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
 
@@ -168,8 +170,16 @@ def _direct_numerators(S0, x, v, q_feat, m_div):
     return jnp.stack(rows)
 
 
-@pytest.mark.parametrize("read", [sigmoid_scan_read, sigmoid_prefix_read])
-@pytest.mark.parametrize("T", [1, 8, 19])  # 19: the scan's backward pads its last block
+READS = {
+    "prefix": sigmoid_prefix_read,
+    "scan": sigmoid_scan_read,  # decides its backward from the values: subtraction here
+    "scan-rebuild": lambda *a: sigmoid_scan_read(*a, subtraction_ok=False),
+    "scan-subtract": lambda *a: sigmoid_scan_read(*a, subtraction_ok=True),
+}
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+@pytest.mark.parametrize("T", [1, 19, 70])  # 19, 70: padded blocks; 70: two reverse blocks
 def test_sigmoid_reads_equal_the_direct_formula_with_gradients(read, T):
     keys = jax.random.split(jax.random.key(T), 5)
     S0 = jax.random.normal(keys[0], (M, D), jnp.float64)
@@ -185,6 +195,39 @@ def test_sigmoid_reads_equal_the_direct_formula_with_gradients(read, T):
                     argnums=(0, 1, 2, 3))(S0, x, v, q_feat)
     for name, g, w in zip(("dS0", "dx", "dv", "dq"), got, want, strict=True):
         assert_close(g, w, rtol=1e-10, name=name)
+
+
+def test_trace_stays_finite_bounds_every_partial_sum():
+    big = float(jnp.finfo(jnp.float32).max) / 2**10
+    ok = functools.partial(trace_stays_finite, num_tokens=10, dtype=jnp.float32)
+    assert ok(1.0, 2.0, 3.0)                                # 1 + 10 · 2 · 3 = 61
+    assert not ok(0.0, 1.0, big / 10)                       # 10 · big / 10 reaches the limit
+    assert ok(0.0, 1.0, big / 11)
+    assert not ok(big, 0.0, 0.0)                            # the carried state alone
+    for bad in (jnp.inf, jnp.nan):
+        assert not ok(1.0, 1.0, bad) and not ok(bad, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("value", [jnp.inf, -jnp.inf, 3e38])
+def test_a_later_infinite_token_leaves_earlier_scan_outputs_and_gradients_finite(value):
+    # Token 66 of 70 (second reverse block) overflows: the scan then rebuilds its states
+    # exactly, so every output before it is unchanged and every gradient before it is finite
+    # (σ' = 0 where the trace is infinite; subtracting the token back out would give NaN).
+    # A NaN token's later states are NaN, and so, through them, are earlier gradients.
+    T, bad = 70, 66
+    keys = jax.random.split(jax.random.key(3), 4)
+    S0 = jnp.zeros((M, D))
+    x = jax.random.uniform(keys[0], (T, M)) + 0.5
+    v, cot = (jax.random.normal(key, (T, D)) for key in keys[1:3])
+    q_feat = jax.random.uniform(keys[3], (T, M))
+    corrupt = v.at[bad].set(value)
+    np.testing.assert_array_equal(sigmoid_scan_read(S0, x, corrupt, q_feat, 4.0)[:bad],
+                                  sigmoid_scan_read(S0, x, v, q_feat, 4.0)[:bad])
+    grads = jax.grad(lambda *a: jnp.sum(cot * sigmoid_scan_read(*a, 4.0)),
+                     argnums=(0, 1, 2, 3))(S0, x, corrupt, q_feat)
+    assert np.all(np.isfinite(grads[0]))
+    for g in grads[1:]:
+        assert np.all(np.isfinite(g[:bad]))
 
 
 def test_the_token_scan_is_this_cpu_backends_sigmoid_path():

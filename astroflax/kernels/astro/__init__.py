@@ -18,6 +18,7 @@ from astroflax.kernels.astro.core import (
     running_sum,
     sigmoid_prefix_read,
     sigmoid_scan_read,
+    trace_stays_finite,
     write,
 )
 from astroflax.kernels.astro.parallel import parallel_astro
@@ -45,5 +46,6 @@ __all__ = [
     "running_sum",
     "sigmoid_prefix_read",
     "sigmoid_scan_read",
+    "trace_stays_finite",
     "write",
 ]

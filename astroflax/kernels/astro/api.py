@@ -29,10 +29,15 @@ from astroflax.kernels._validate import (
     shape_of,
 )
 from astroflax.kernels.astro.chunk import chunk_astro
-from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
+from astroflax.kernels.astro.core import (
+    AstroState,
+    ReadParams,
+    accumulation_dtype,
+    trace_stays_finite,
+)
 from astroflax.kernels.astro.parallel import parallel_astro
 from astroflax.kernels.astro.recurrent import recurrent_astro
-from astroflax.kernels.feature_maps import FEATURE_MAPS
+from astroflax.kernels.feature_maps import FEATURE_MAPS, elu1
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
@@ -150,6 +155,19 @@ def scans_tokens_on_this_backend() -> bool:
     return jax.default_backend() == "cpu"
 
 
+def _trace_stays_finite(k, v, pos_keys, S0, T, feature_map) -> Array | bool:
+    # One flag for the whole batch (core.trace_stays_finite), so that the token scan's
+    # backward is a real branch under the vmaps rather than both branches selected per pair.
+    if feature_map != "elu1":
+        return False  # no cheap bound on the random features before they are computed
+    dtype = S0.dtype
+    x_max = jnp.max(elu1(k.astype(dtype)), initial=0)
+    if pos_keys is not None:
+        x_max = x_max + jnp.max(elu1(pos_keys.astype(dtype)), initial=0)
+    return trace_stays_finite(jnp.max(jnp.abs(S0), initial=0), x_max,
+                              jnp.max(jnp.abs(v.astype(dtype)), initial=0), T, dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("causal", "mode", "chunk_size", "params",
                                              "feature_map", "layout", "token_scan"))
 def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, causal, mode,
@@ -160,12 +178,16 @@ def _astro_attention(q, k, v, pos_keys, mask, projection, initial_state, *, caus
     head_axis = 1 if layout == "BTHD" else 0
     if pos_keys is not None:
         pos_keys = jax.lax.slice_in_dim(pos_keys, 0, T, axis=1 - head_axis)
+    scan = dict(token_scan=token_scan, subtraction_ok=None)
+    if token_scan and causal and params.sigmoid and mode != "recurrent":
+        scan["subtraction_ok"] = _trace_stays_finite(k, v, pos_keys, initial_state.S, T,
+                                                     feature_map)
     if mode == "parallel":
         head_fn = functools.partial(parallel_astro, causal=causal, params=params,
-                                    feature_map=feature_map, token_scan=token_scan)
+                                    feature_map=feature_map, **scan)
     elif mode == "chunk":
         head_fn = functools.partial(chunk_astro, params=params, feature_map=feature_map,
-                                    chunk_size=chunk_size, token_scan=token_scan)
+                                    chunk_size=chunk_size, **scan)
     else:
         head_fn = functools.partial(recurrent_astro, params=params, feature_map=feature_map)
     per_head_projection = projection is not None and projection.ndim == 3

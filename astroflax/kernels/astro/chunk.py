@@ -37,13 +37,15 @@ def _split_chunks(x: Array | None, num_chunks: int, chunk_size: int) -> Array | 
 
 def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
           projection: Array | None, initial_state: AstroState, *, params: ReadParams,
-          feature_map: str, chunk_size: int, token_scan: bool = False) -> tuple[Array, AstroState]:
+          feature_map: str, chunk_size: int, token_scan: bool = False,
+          subtraction_ok: Array | None = None) -> tuple[Array, AstroState]:
     """Causal astromorphic attention of one head, chunk by chunk.
 
     The arguments (shapes, ``[T, d]`` output, returned state) are those of
     :func:`astroflax.kernels.astro.parallel.parallel_astro` with ``causal=True``, plus
     ``chunk_size``: ``C``; ``T`` is padded up to a multiple of it with masked tokens;
-    ``token_scan``: the sigmoid path's strategy (see the module docstring).
+    ``token_scan``: the sigmoid path's strategy (see the module docstring), and
+    ``subtraction_ok``: the token scan's backward (``core.sigmoid_scan_read``).
     """
     T = q.shape[0]
     dtype = accumulation_dtype(v.dtype)
@@ -57,7 +59,8 @@ def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Arra
         q_feat, k_feat, v_c, pos_feat = featurize(q_c, k_c, v_c, pos_c, mask_c,
                                                   feature_map=feature_map,
                                                   projection=projection, dtype=dtype)
-        out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params, token_scan)
+        out, new_state = causal_block(state, q_feat, k_feat, v_c, pos_feat, params, token_scan,
+                                      subtraction_ok)
         return new_state, mask_queries(out, mask_c)
 
     if not (token_scan and params.sigmoid):

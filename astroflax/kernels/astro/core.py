@@ -208,78 +208,157 @@ def _sigmoid_prefix_read_bwd(m_div, residuals, d_numerator):
 sigmoid_prefix_read.defvjp(_sigmoid_prefix_read_fwd, _sigmoid_prefix_read_bwd)
 
 
-#: Tokens whose states the backward of :func:`sigmoid_scan_read` rebuilds at once (measured,
-#: benchmarks/README.md): 8 states of every (example, head) pair stay in cache; 16 and 64 are
-#: slower.
-SCAN_RECOMPUTE_TOKENS = 8
+#: Tokens per block of :func:`sigmoid_scan_read`'s backward when it recovers states by
+#: subtraction: rounding stays within a block (one chunk at the default ``chunk_size``).
+SCAN_REVERSE_BLOCK = 64
+#: Tokens whose states the exact backward of :func:`sigmoid_scan_read` rebuilds at once
+#: (measured, benchmarks/README.md: 8 states of every pair stay in cache; 4 and 16 are slower).
+SCAN_REBUILD_TOKENS = 8
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def sigmoid_scan_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float) -> Array:
+def trace_stays_finite(S0_abs_max: Array, x_max: Array, v_abs_max: Array, num_tokens: int,
+                       dtype) -> Array:
+    """Whether every partial sum of the trace is finite with room to spare (a bool scalar).
+
+    ``|S0 + Σ_{t<=i} x_t v_tᵀ| <= max|S0| + T · max x · max|v|`` entrywise (``x > 0``); when
+    that bound is below ``finfo(dtype).max / 2**10``, no state, outer product or difference of
+    the two overflows, and none is NaN (a NaN or infinite input fails the comparison). This
+    is when :func:`sigmoid_scan_read`'s backward may recover states by subtraction.
+
+    Args:
+      S0_abs_max, x_max, v_abs_max: scalars ``max|S0|``, ``max x``, ``max|v|``.
+      num_tokens: ``T``; dtype: the accumulation dtype.
+    """
+    bound = S0_abs_max + num_tokens * x_max * v_abs_max
+    return bound < jnp.finfo(dtype).max / 2**10
+
+
+def sigmoid_scan_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float,
+                      subtraction_ok: Array | bool | None = None) -> Array:
     """:func:`sigmoid_prefix_read` by a token-by-token scan: the same numerators, no ``[T, m, d]``.
 
     ``num_i = φ(q_i) @ σ((S0 + Σ_{t<=i} x_t v_tᵀ) / m_div)`` (Eq. 11). The forward carries the
     ``[m, d]`` trace through the block one token at a time (one rank-1 update, one sigmoid and
-    one matrix-vector product per token, the trace in cache), keeping nothing but its inputs.
-    The backward runs the tokens in reverse: it rebuilds the states of
-    :data:`SCAN_RECOMPUTE_TOKENS` tokens at a time from ``S0`` and the block totals (a running
-    sum, so a token never reaches an earlier state) and carries the suffix sum of
-    ``∂L/∂P_i = φ(q_i) ∂num_iᵀ ⊙ σ'(P_i) / m_div``. Under ``vmap`` every step works on all
-    mapped (example, head) pairs at once; on a CPU this beats materialising the prefix states
-    (benchmarks/README.md), on a GPU or TPU a loop of ``T`` small steps would not.
+    one matrix-vector product per token, the trace in cache) and keeps only its inputs. The
+    backward runs the tokens in reverse, carrying the suffix sum ``G = Σ_{i>=t} ∂L/∂P_i``,
+    ``∂L/∂P_i = φ(q_i) ∂num_iᵀ ⊙ σ'(P_i) / m_div``, and needs each token's state again:
+
+    - by subtraction (``subtraction_ok``): from the end state of each block of
+      :data:`SCAN_REVERSE_BLOCK` tokens (``S0`` plus the running sum of per-block ``xᵀv``
+      matmuls), ``S_{t-1} = S_t - x_t v_tᵀ``, as the Pallas kernels do; the recovered states
+      carry one block's rounding, like the forward's own additions. A non-finite or
+      overflowing ``x_t v_tᵀ`` cannot be subtracted back out, so this is for finite traces
+      only (:func:`trace_stays_finite`).
+    - otherwise exactly: rebuilt :data:`SCAN_REBUILD_TOKENS` at a time from their block's
+      start by a running sum, so a token never reaches an earlier state or gradient.
+
+    The forward is the same either way and exact whatever the values. Under ``vmap`` every
+    step works on all mapped (example, head) pairs at once; on a CPU this beats
+    materialising prefix states (benchmarks/README.md, "Causal astro training"), on a GPU or
+    TPU ``T`` small sequential steps would not.
 
     Args:
       S0: ``[m, d]`` trace of the tokens before the block; x: ``[T, m]`` presynaptic rates
-      ``φ(k) + φ(A)``; v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
+        ``φ(k) + φ(A)`` (> 0); v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
+      subtraction_ok: bool scalar choosing the backward; None decides from these arrays with
+        :func:`trace_stays_finite`. Under ``vmap`` pass one flag for the whole batch (an
+        unbatched scalar): a per-pair flag makes ``lax.cond`` evaluate both backwards.
 
     Returns:
       ``[T, d]`` numerators, equal to :func:`sigmoid_prefix_read`'s to float rounding.
     """
-    return _sigmoid_scan_read_fwd(S0, x, v, q_feat, m_div)[0]
+    if subtraction_ok is None:
+        subtraction_ok = trace_stays_finite(jnp.max(jnp.abs(S0)), jnp.max(x, initial=0),
+                                            jnp.max(jnp.abs(v), initial=0), x.shape[0],
+                                            S0.dtype)
+    return _sigmoid_scan_read(S0, x, v, q_feat, jnp.asarray(subtraction_ok, bool), m_div)
 
 
-def _sigmoid_scan_read_fwd(S0, x, v, q_feat, m_div):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _sigmoid_scan_read(S0, x, v, q_feat, subtraction_ok, m_div):
+    return _sigmoid_scan_read_fwd(S0, x, v, q_feat, subtraction_ok, m_div)[0]
+
+
+def _sigmoid_scan_read_fwd(S0, x, v, q_feat, subtraction_ok, m_div):
     def one_token(S, token):
         x_t, v_t, q_t = token
         S = S + jnp.outer(x_t, v_t)
         return S, q_t @ jax.nn.sigmoid(S * (1.0 / m_div))
 
     _, numerator = jax.lax.scan(one_token, S0, (x, v, q_feat))
-    return numerator, (S0, x, v, q_feat)
+    return numerator, (S0, x, v, q_feat, subtraction_ok)
 
 
-def _sigmoid_scan_read_bwd(m_div, residuals, d_numerator):
-    S0, x, v, q_feat = residuals
-    T = x.shape[0]
-    size = SCAN_RECOMPUTE_TOKENS
+def _token_blocks(size, *arrays):
+    # [T, *] arrays -> [n, size, *]; zero tokens at the end add nothing to any state, and
+    # their cotangents are dropped.
+    T = arrays[0].shape[0]
     n = -(-T // size)
-    # Zero tokens at the end add nothing to any state, and their cotangents are dropped.
-    blocks = tuple(jnp.pad(a, [(0, n * size - T), (0, 0)]).reshape(n, size, a.shape[-1])
-                   for a in (x, v, q_feat, d_numerator))
+    return tuple(jnp.pad(a, [(0, n * size - T), (0, 0)]).reshape(n, size, a.shape[-1])
+                 for a in arrays)
+
+
+def _unblock(arrays, T):
+    # The inverse of _token_blocks: [n, size, *] -> [T, *].
+    return tuple(a.reshape(-1, a.shape[-1])[:T] for a in arrays)
+
+
+def _reverse_token(m_div, G, S, x_t, v_t, q_t, d_t):
+    # One token of the backward, given its state S: its gradients and the suffix sum G after it.
+    H = jax.nn.sigmoid(S * (1.0 / m_div))
+    d_q = H @ d_t
+    # Token t's outer product is in every prefix i >= t: G sums their cotangents.
+    G = G + jnp.outer(q_t, d_t) * (H * (1 - H)) * (1.0 / m_div)
+    return G, (G @ v_t, x_t @ G, d_q)
+
+
+def _backward_by_subtraction(m_div, S0, x, v, q_feat, d_numerator):
+    size = min(x.shape[0], SCAN_REVERSE_BLOCK)
+    blocks = _token_blocks(size, x, v, q_feat, d_numerator)
+    ends = S0 + running_sum(jnp.einsum("btm,btd->bmd", blocks[0], blocks[1]))
+
+    def one_token(carry, token):
+        G, S = carry  # S: the state after this token
+        G, grads = _reverse_token(m_div, G, S, *token)
+        return (G, S - jnp.outer(token[0], token[1])), grads
+
+    def one_block(G, block):
+        end, *tokens = block
+        (G, _), grads = jax.lax.scan(one_token, (G, end), tuple(tokens), reverse=True)
+        return G, grads
+
+    G, grads = jax.lax.scan(one_block, jnp.zeros_like(S0), (ends, *blocks), reverse=True)
+    return G, _unblock(grads, x.shape[0])
+
+
+def _backward_by_rebuild(m_div, S0, x, v, q_feat, d_numerator):
+    blocks = _token_blocks(SCAN_REBUILD_TOKENS, x, v, q_feat, d_numerator)
     totals = jnp.einsum("btm,btd->bmd", blocks[0], blocks[1])
-    # The state before each block of tokens (exclusive: a block's own tokens are not in it).
+    # The state before each block (exclusive: a block's own tokens are not in it).
     starts = S0 + jnp.concatenate([jnp.zeros_like(totals[:1]), running_sum(totals)[:-1]])
+
+    def one_token(G, token):
+        return _reverse_token(m_div, G, *token)
 
     def one_block(G, block):
         start, x_s, v_s, q_s, d_s = block
         states = start + running_sum(_outer(x_s, v_s))
-
-        def one_token(G, token):
-            S, x_t, v_t, q_t, d_t = token
-            H = jax.nn.sigmoid(S * (1.0 / m_div))
-            d_q = H @ d_t
-            # G = Σ_{i>=t} ∂L/∂P_i: token t's outer product is in every prefix i >= t.
-            G = G + jnp.outer(q_t, d_t) * (H * (1 - H)) * (1.0 / m_div)
-            return G, (G @ v_t, x_t @ G, d_q)
-
         return jax.lax.scan(one_token, G, (states, x_s, v_s, q_s, d_s), reverse=True)
 
-    G, (d_x, d_v, d_q) = jax.lax.scan(one_block, jnp.zeros_like(S0), (starts, *blocks),
-                                      reverse=True)
-    return G, *(a.reshape(n * size, -1)[:T] for a in (d_x, d_v, d_q))
+    G, grads = jax.lax.scan(one_block, jnp.zeros_like(S0), (starts, *blocks), reverse=True)
+    return G, _unblock(grads, x.shape[0])
 
 
-sigmoid_scan_read.defvjp(_sigmoid_scan_read_fwd, _sigmoid_scan_read_bwd)
+def _sigmoid_scan_read_bwd(m_div, residuals, d_numerator):
+    S0, x, v, q_feat, subtraction_ok = residuals
+    G, grads = jax.lax.cond(subtraction_ok,
+                            functools.partial(_backward_by_subtraction, m_div),
+                            functools.partial(_backward_by_rebuild, m_div),
+                            S0, x, v, q_feat, d_numerator)
+    return G, *grads, None
+
+
+_sigmoid_scan_read.defvjp(_sigmoid_scan_read_fwd, _sigmoid_scan_read_bwd)
 
 
 def hebbian_weights(S: Array, params: ReadParams) -> Array:
@@ -380,8 +459,8 @@ def _causal_calcium(z0: Array, q_feat: Array, k_feat: Array, alpha: float) -> Ar
 
 
 def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
-                 pos_feat: Array | None, params: ReadParams,
-                 token_scan: bool = False) -> tuple[Array, AstroState]:
+                 pos_feat: Array | None, params: ReadParams, token_scan: bool = False,
+                 subtraction_ok: Array | None = None) -> tuple[Array, AstroState]:
     """Causal attention within one block of tokens that follows ``state`` (docs/model.md §4).
 
     Sigmoid on (Eq. 11 is nonlinear in the prefix): the block's prefix states are read one by
@@ -395,6 +474,7 @@ def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
       q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
       params: read hyperparameters.
       token_scan: which of the two sigmoid paths (ignored with the sigmoid off).
+      subtraction_ok: the token scan's choice of backward (see :func:`sigmoid_scan_read`).
 
     Returns:
       ``(out [T, d], state after the block)``.
@@ -402,9 +482,11 @@ def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
     if not params.sigmoid:
         out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
         return out, write(state, k_feat, v, pos_feat)
-    prefix_read = sigmoid_scan_read if token_scan else sigmoid_prefix_read
-    numerator = prefix_read(state.S, _presynaptic(k_feat, pos_feat), v.astype(state.S.dtype),
-                            q_feat, params.m_div)
+    x, v = _presynaptic(k_feat, pos_feat), v.astype(state.S.dtype)
+    if token_scan:
+        numerator = sigmoid_scan_read(state.S, x, v, q_feat, params.m_div, subtraction_ok)
+    else:
+        numerator = sigmoid_prefix_read(state.S, x, v, q_feat, params.m_div)
     out = normalise(numerator, _causal_calcium(state.z, q_feat, k_feat, params.alpha), params.eps)
     return out, write(state, k_feat, v, pos_feat)
 

@@ -25,8 +25,8 @@ from astroflax.kernels.astro.core import (
 
 def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array | None,
              projection: Array | None, initial_state: AstroState, *, causal: bool,
-             params: ReadParams, feature_map: str,
-             token_scan: bool = False) -> tuple[Array, AstroState]:
+             params: ReadParams, feature_map: str, token_scan: bool = False,
+             subtraction_ok: Array | None = None) -> tuple[Array, AstroState]:
     """Astromorphic attention of one head over a whole sequence.
 
     Args:
@@ -37,7 +37,8 @@ def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: A
       causal: query ``i`` sees tokens ``t <= i`` (docs/model.md §4) instead of all tokens.
       params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
       token_scan: causal sigmoid path by :func:`~astroflax.kernels.astro.core.sigmoid_scan_read`
-        instead of :func:`~astroflax.kernels.astro.core.sigmoid_prefix_read`.
+        instead of :func:`~astroflax.kernels.astro.core.sigmoid_prefix_read`, whose backward
+        ``subtraction_ok`` chooses.
 
     Returns:
       ``(out [T, d] in v's dtype, state after the last token)``.
@@ -48,7 +49,7 @@ def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: A
                                                    projection=projection, dtype=dtype)
     if causal:
         out, state = causal_block(initial_state, q_feat, k_feat, v_masked, pos_feat, params,
-                                  token_scan)
+                                  token_scan, subtraction_ok)
     else:
         state = write(initial_state, k_feat, v_masked, pos_feat)
         out = read(state, q_feat, params)
