@@ -3,11 +3,12 @@
 Each chunk reads the state carried from earlier chunks plus its own tokens, then hands its
 final state on. With the sigmoid off, a chunk uses the masked ``[C, C]`` score matmul. With it
 on (Eq. 11 is nonlinear in the prefix, so the linear-attention matmul trick does not apply),
-it either runs a token scan over the chunk that keeps only its inputs for the backward
-(``token_scan``, the CPU default: ``core.sigmoid_scan_read``), or materialises its ``C``
-prefix states ``[C, m, d]`` (``core.sigmoid_prefix_read``) with the chunk body rematerialised
-in the backward pass. Memory is ``O(T·(m + d))`` plus the carried states at chunk
-boundaries, ``(T/C)·m·d``, plus per chunk ``O(8·m·d)`` (token scan) or ``O(C·m·d)``.
+it either runs a token scan over the chunk whose backward needs only its inputs
+(``token_scan``, the CPU default: ``core.sigmoid_scan_read``; the chunk keeps its numerators
+and recomputes the rest), or materialises its ``C`` prefix states ``[C, m, d]``
+(``core.sigmoid_prefix_read``; the chunk body is rematerialised in the backward pass).
+Memory is ``O(T·(m + d))`` plus the carried states at chunk boundaries, ``(T/C)·m·d``, plus
+per chunk ``O(8·m·d)`` (token scan) or ``O(C·m·d)``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from astroflax.kernels.astro.core import (
+    SCAN_NUMERATOR,
     AstroState,
     ReadParams,
     accumulation_dtype,
@@ -63,9 +65,14 @@ def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Arra
                                       subtraction_ok)
         return new_state, mask_queries(out, mask_c)
 
-    if not (token_scan and params.sigmoid):
-        # The token scan keeps only O(C·m) per chunk for its backward; the other paths would
-        # keep [C, C] scores or [C, m, d] prefix states per chunk, so they recompute them.
+    if token_scan and params.sigmoid:
+        # Keep each chunk's numerators and recompute the rest in the backward: the O(C·m)
+        # firing rates and normaliser, not the token scan (its backward needs only its
+        # inputs). Less memory and faster than storing everything (benchmarks/README.md).
+        policy = jax.checkpoint_policies.save_only_these_names(SCAN_NUMERATOR)
+        one_chunk = jax.checkpoint(one_chunk, policy=policy)
+    else:
+        # [C, C] scores or [C, m, d] prefix states per chunk: recomputed, never stored.
         one_chunk = jax.checkpoint(one_chunk)
 
     final_state, outs = jax.lax.scan(one_chunk, initial_state, chunks)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.ad_checkpoint import checkpoint_name
 
 from astroflax.kernels.feature_maps import apply_feature_map, elu1
 
@@ -208,6 +209,9 @@ def _sigmoid_prefix_read_bwd(m_div, residuals, d_numerator):
 sigmoid_prefix_read.defvjp(_sigmoid_prefix_read_fwd, _sigmoid_prefix_read_bwd)
 
 
+#: The name (``jax.ad_checkpoint.checkpoint_name``) of :func:`causal_block`'s token-scan
+#: numerators: the one value a rematerialised chunk keeps (see ``chunk.chunk_astro``).
+SCAN_NUMERATOR = "astro_scan_numerator"
 #: Tokens per block of :func:`sigmoid_scan_read`'s backward when it recovers states by
 #: subtraction: rounding stays within a block (one chunk at the default ``chunk_size``).
 SCAN_REVERSE_BLOCK = 64
@@ -484,7 +488,9 @@ def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
         return out, write(state, k_feat, v, pos_feat)
     x, v = _presynaptic(k_feat, pos_feat), v.astype(state.S.dtype)
     if token_scan:
-        numerator = sigmoid_scan_read(state.S, x, v, q_feat, params.m_div, subtraction_ok)
+        numerator = checkpoint_name(
+            sigmoid_scan_read(state.S, x, v, q_feat, params.m_div, subtraction_ok),
+            SCAN_NUMERATOR)
     else:
         numerator = sigmoid_prefix_read(state.S, x, v, q_feat, params.m_div)
     out = normalise(numerator, _causal_calcium(state.z, q_feat, k_feat, params.alpha), params.eps)
