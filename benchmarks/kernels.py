@@ -15,9 +15,10 @@ Command: ``python -m benchmarks.kernels [--quick] [--clock wall|cpu] [--json PAT
    chunk mode on that path too.
 4. ``astro_positional`` time at 2L against L.
 5. Causal fwd+bwd (sigmoid, alpha, pos_keys on; ``chunk`` mode at several chunk sizes) against
-   causal linear attention fwd+bwd, at T and T/4, with an estimated floor for this CPU (see
-   :func:`floor_estimate`: two sigmoid passes and eight plain passes over the ``T·m·d``
-   prefix-state elements per head, measured here).
+   causal linear attention fwd+bwd, at T and T/4, with an estimated floor of the
+   materialised prefix-state formulation on this CPU (see :func:`floor_estimate`: two sigmoid
+   passes and eight plain passes over the ``T·m·d`` prefix-state elements per head, measured
+   here), which the CPU's token scan undercuts by keeping each trace in cache.
 6. The whole non-causal attention layer forward, ``x [B, T, D] -> [B, T, D]`` (``D = H·m``):
    the q/k/v projections, astro attention and the output projection, with the projections
    writing ``[B, T, H, m]`` (BTHD kernel layout) or straight into head-major ``[B, H, T, m]``
@@ -187,6 +188,9 @@ def causal_train_rows(lengths: list[int], chunk_sizes: list[int], repeats: int,
 
 def floor_estimate(T: int, repeats: int, clock: str, chunk: int = 32) -> float:
     """Seconds of 2 sigmoid passes + 8 plain passes over the ``B·H·T·m·d`` prefix elements.
+
+    The floor of the formulation that materialises prefix states (the GPU/TPU path, and this
+    CPU's before the token scan); the token scan does fewer passes and beats it.
 
     One pass = what each step of the kernel must at least do per chunk and head: form the
     ``[chunk, m, d]`` block from ``[chunk, m]`` and ``[chunk, d]`` rows (the outer product) and
