@@ -134,6 +134,7 @@ FIELD_HELP = {
     "model.m_div": "scaling parameter of Eq. 11: paper | m | a number | a factor like 500D",
     "model.mode": "attention kernel mode: auto | parallel | chunk | recurrent",
     "model.chunk_size": "chunk length of the chunked kernel",
+    "model.implementation": "astro kernel: xla | pallas (fused GPU/TPU kernels; not on CPU)",
     "model.patch_size": "ViT patch size (images)",
     "model.embed_dim": "token embedding width (text)",
     "model.freeze_embedding": "keep the (GloVe) embedding fixed",

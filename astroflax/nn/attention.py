@@ -255,7 +255,8 @@ class AstroAttention(_Projected):
         return fn(q, k, v, causal=self.causal, alpha=s.alpha, sigmoid=s.sigmoid,
                   m_div=self.m_div, pos_keys=pos_keys, mask=mask, feature_map=s.feature_map,
                   projection=self._projection(), mode=mode, chunk_size=s.chunk_size,
-                  eps=s.eps, initial_state=initial_state, return_state=return_state, **layout)
+                  eps=s.eps, initial_state=initial_state, return_state=return_state,
+                  implementation=s.implementation, **layout)
 
     def _head_major_attention(self, x: Array, mask: Array | None) -> tuple[Array, Array, Array]:
         """Projections, kernel and output projection with head-major activations inside.

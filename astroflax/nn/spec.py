@@ -30,13 +30,14 @@ from typing import Any
 KERNELS = ("astro", "softmax", "none")
 FEATURE_MAPS = ("elu1", "random_features")
 MODES = ("auto", "parallel", "chunk", "recurrent")
+IMPLEMENTATIONS = ("xla", "pallas")
 M_DIV_FORMS = ("'paper'", "'m'", "a positive number such as '64000'",
                "a factor of the width such as '500D'")
 _FACTOR = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[·*]?\s*D\s*$")
 
 #: Fields that only the astro kernel reads; overriding them on softmax / none is an error.
-#: (``mode``, ``chunk_size`` and ``eps`` are accepted everywhere and unused there, since a model
-#: setting passes them to every variant alike.)
+#: (``mode``, ``chunk_size``, ``implementation`` and ``eps`` are accepted everywhere and unused
+#: there, since a model setting passes them to every variant alike.)
 ASTRO_FIELDS = ("feature_map", "alpha", "sigmoid", "m_div", "positional", "pos_decay_init",
                 "pos_init_std", "num_features")
 
@@ -84,6 +85,9 @@ class AttentionSpec:
       pos_init_std: ``std(A)`` at init (see :func:`astroflax.nn.init_positional_weights`).
       mode: astro kernel mode, ``"auto" | "parallel" | "chunk" | "recurrent"``.
       chunk_size: chunk length of ``"chunk"`` mode.
+      implementation: ``"xla"`` or ``"pallas"``, the fused GPU/TPU kernels of
+        :mod:`astroflax.kernels.pallas` for the astro kernel's whole-sequence passes
+        (see :func:`astroflax.kernels.astro_attention`; refused on a CPU backend).
       eps: guard on the calcium response (Eq. 16), >= 0.
       num_features: random features per head for ``"random_features"`` (None: ``m``).
       name: the preset this spec came from (a label only; it does not change the maths).
@@ -99,6 +103,7 @@ class AttentionSpec:
     pos_init_std: float = 1.0
     mode: str = "auto"
     chunk_size: int = 64
+    implementation: str = "xla"
     eps: float = 1e-6
     num_features: int | None = None
     name: str = "custom"
@@ -114,6 +119,11 @@ class AttentionSpec:
             raise bad("feature_map", f"one of {FEATURE_MAPS}")
         if self.mode not in MODES:
             raise bad("mode", f"one of {MODES}")
+        if self.implementation not in IMPLEMENTATIONS:
+            raise bad("implementation", f"one of {IMPLEMENTATIONS}")
+        if self.implementation == "pallas" and self.mode == "recurrent":
+            raise bad("implementation", "'xla' with mode='recurrent' (the Pallas kernels "
+                      "replace the parallel and chunk modes)")
         if not (isinstance(self.alpha, int | float) and self.alpha > 0):
             raise bad("alpha", "a number > 0 (the Ca²⁺ exponent)")
         if not (isinstance(self.pos_decay_init, int | float) and self.pos_decay_init > 0):

@@ -51,6 +51,7 @@ them and a typo fails):
   ``"sqrt_d"``, the model default, or ``"one"``), ``causal`` (LM only; False is a control that
   sees the future), and constructor overrides left None to keep the preset (``features``,
   ``num_layers``, ``num_heads``, ``mlp_dim``, ``dropout``, ``mode``, ``chunk_size``,
+  ``implementation`` (``"xla"``, or ``"pallas"`` for the fused GPU/TPU kernels),
   ``patch_size``, ``embed_dim``, ``freeze_embedding``).
 * ``train``: ``batch_size`` (global), ``eval_batch_size`` (None = batch_size), ``num_epochs``
   or ``num_train_steps`` (wins when set), ``learning_rate``, ``schedule`` (cosine | constant),
@@ -115,6 +116,7 @@ def base_config(name: str) -> ml_collections.ConfigDict:
         "num_heads": config_dict.placeholder(int), "mlp_dim": config_dict.placeholder(int),
         "dropout": config_dict.placeholder(float), "m_div": "paper",
         "mode": config_dict.placeholder(str), "chunk_size": config_dict.placeholder(int),
+        "implementation": config_dict.placeholder(str),
         "patch_size": config_dict.placeholder(int), "embed_dim": config_dict.placeholder(int),
         "freeze_embedding": config_dict.placeholder(bool),
         "pos_embedding": "paper", "embed_scale": config_dict.placeholder(str),

@@ -154,6 +154,15 @@ def test_kernel_argument_receives_the_variant_settings_and_overrides():
     assert seen["alpha"] == 0.5 and seen["sigmoid"] is True and seen["m_div"] == 7.0
     assert seen["pos_keys"].shape == (T_MAX, H, D // H)
     assert seen["feature_map"] == "elu1" and seen["causal"] is False
+    assert seen["implementation"] == "xla"
+    make("astro", kernel=spy, implementation="pallas")(jnp.ones((1, 5, D), jnp.float64))
+    assert seen["implementation"] == "pallas"
+
+
+def test_pallas_implementation_on_a_cpu_backend_is_a_clear_error():
+    layer = make("astro", causal=True, implementation="pallas", dtype=jnp.float32)
+    with pytest.raises(ValueError, match="compiles for GPU or TPU"):
+        layer(jnp.ones((1, 5, D), jnp.float32))
 
 
 def test_head_major_projection_equals_projecting_to_bthd_with_gradients():

@@ -78,6 +78,10 @@ def test_bad_fields_and_astro_settings_on_other_kernels_are_clear_errors():
         attention_spec("astro", alpha=-1.0)
     with pytest.raises(ValueError, match=r"kernel: expected one of"):
         AttentionSpec(kernel="flash")
+    with pytest.raises(ValueError, match=r"implementation: expected one of \('xla', 'pallas'\)"):
+        attention_spec("astro", implementation="triton")
+    with pytest.raises(ValueError, match=r"implementation: expected 'xla' with mode='recurrent'"):
+        attention_spec("astro", implementation="pallas", mode="recurrent")
     with pytest.raises(ValueError, match="needs an astro-family spec"):
         AstroAttention(8, 2, max_len=4, attention="softmax", rngs=nnx.Rngs(0))
 

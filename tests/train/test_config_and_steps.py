@@ -29,6 +29,9 @@ def smoke_config():
     ("train.learning_rate", -1.0, r"config\.train\.learning_rate"),
     ("train.schedule", "linear", r"config\.train\.schedule"),
     ("data.name", "mnist", r"config\.data\.name"),
+    ("model.implementation", "triton", r"config\.model: .*implementation: expected one of"),
+    ("model.implementation", "pallas", r"config\.model\.implementation: expected 'xla' on a "
+                                       r"'cpu' backend"),
 ])
 def test_invalid_values_fail_naming_the_field(field, value, message):
     cfg = smoke_config()
