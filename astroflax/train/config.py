@@ -184,10 +184,15 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
     except ValueError as e:
         raise ConfigError(f"config.model: {e}") from None
     if m.get("implementation") == "pallas":
-        # Caught here rather than at the first step's trace, after the data is loaded.
-        _check(jax.default_backend() in ("gpu", "tpu"), "model.implementation",
-               f"'xla' on a {jax.default_backend()!r} backend (the Pallas kernels compile for "
-               "GPU or TPU)", "pallas")
+        # Caught here rather than at the first step's trace, after the data is loaded. Imported
+        # on demand: Pallas adds about a second to an import.
+        from astroflax.kernels.pallas.attention import platform_backend
+
+        try:
+            platform_backend(interpret=False)
+        except ValueError:
+            _check(False, "model.implementation", f"'xla' on a {jax.default_backend()!r} backend "
+                   "(the Pallas kernels compile for GPU or TPU)", "pallas")
 
     t = cfg["train"]
     processes = process_count or jax.process_count()

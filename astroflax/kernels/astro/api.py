@@ -41,6 +41,8 @@ from astroflax.kernels.feature_maps import FEATURE_MAPS, elu1
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
 LAYOUTS = ("BTHD", "BHTD")
+#: ``astro_attention(implementation=...)``: the XLA modes, or the fused Pallas kernels.
+IMPLEMENTATIONS = ("xla", "pallas")
 
 _log = logging.getLogger(__name__)
 
