@@ -163,9 +163,10 @@ def _trace_stays_finite(k, v, pos_keys, S0, T, feature_map) -> Array | bool:
     if feature_map != "elu1":
         return False  # no cheap bound on the random features before they are computed
     dtype = S0.dtype
-    x_max = jnp.max(elu1(k.astype(dtype)), initial=0)
+    # elu1 is increasing, so the largest rate is the rate of the largest input.
+    x_max = elu1(jnp.max(k.astype(dtype), initial=-jnp.inf))
     if pos_keys is not None:
-        x_max = x_max + jnp.max(elu1(pos_keys.astype(dtype)), initial=0)
+        x_max = x_max + elu1(jnp.max(pos_keys.astype(dtype), initial=-jnp.inf))
     return trace_stays_finite(jnp.max(jnp.abs(S0), initial=0), x_max,
                               jnp.max(jnp.abs(v.astype(dtype)), initial=0), T, dtype)
 
