@@ -168,7 +168,7 @@ def test_pallas_implementation_on_a_cpu_backend_is_a_clear_error():
 def test_head_major_projection_equals_projecting_to_bthd_with_gradients():
     # The layer projects straight into [B, H, T, *] for the kernel; a replacement kernel gets
     # the [B, T, H, *] projections of nnx.LinearGeneral. Same parameters, same numbers. Causal
-    # (the grouped path; the non-causal forward is checked against numpy above).
+    # (the token-scan path on CPU; the non-causal forward is checked against numpy above).
     causal = True
     x = jax.random.normal(jax.random.key(3), (2, 7, D), jnp.float64)
     mask = padding_mask(2, 7, [7, 5])
