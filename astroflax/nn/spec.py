@@ -27,11 +27,10 @@ import dataclasses
 import re
 from typing import Any
 
-from astroflax.kernels.astro.api import IMPLEMENTATIONS
+from astroflax.kernels.astro.api import IMPLEMENTATIONS, MODES
 
 KERNELS = ("astro", "softmax", "none")
 FEATURE_MAPS = ("elu1", "random_features")
-MODES = ("auto", "parallel", "chunk", "recurrent")
 M_DIV_FORMS = ("'paper'", "'m'", "a positive number such as '64000'",
                "a factor of the width such as '500D'")
 _FACTOR = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[·*]?\s*D\s*$")
