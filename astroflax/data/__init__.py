@@ -7,24 +7,21 @@ Every dataset comes back as a :class:`Dataset`: grain ``MapDataset`` s of single
 of which each JAX process reads only its own rows.
 """
 
-from astroflax.data.pipeline import (
-    DATASETS,
-    DataNotFoundError,
-    Dataset,
-    eval_batches,
-    load_dataset,
-    train_batches,
-    train_iterator,
-)
+from astroflax.data.base import IGNORE, DataConfigError, DataNotFoundError, Dataset
+from astroflax.data.pipeline import describe, eval_batches, train_batches, train_iterator
+from astroflax.data.registry import DATASETS, load_dataset
 from astroflax.data.text import WordVocab, build_vocab, tokenize_words
 from astroflax.data.wikitext import read_wikitext_split
 
 __all__ = [
     "DATASETS",
+    "IGNORE",
+    "DataConfigError",
     "DataNotFoundError",
     "Dataset",
     "WordVocab",
     "build_vocab",
+    "describe",
     "eval_batches",
     "load_dataset",
     "read_wikitext_split",

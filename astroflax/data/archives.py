@@ -27,12 +27,14 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from absl import logging
+
+from astroflax.data.base import DataNotFoundError, tfds_source
 
 CIFAR10_ARCHIVE, CIFAR10_FOLDER = "cifar-10-binary.tar.gz", "cifar-10-batches-bin"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -68,9 +70,6 @@ def missing_help(name: str, data_dir: str | Path | None) -> str:
 
 
 def _bad(message: str) -> Exception:
-    # Imported here: the pipeline imports this module, and the error class lives there.
-    from astroflax.data.pipeline import DataNotFoundError
-
     return DataNotFoundError(message + "; download the release again")
 
 
@@ -204,20 +203,18 @@ def imdb_splits(data_dir: str | Path | None) -> tuple[list[dict[str, Any]],
     return out[0], out[1]
 
 
-def release_or_tfds(name: str, tfds_name: str, data_dir: str | Path | None,
-                    tfds_source: Callable[[str, str, Any], Any]) -> tuple[Any, Any]:
+def release_or_tfds(name: str, tfds_name: str, data_dir: str | Path | None
+                    ) -> tuple[Any, Any]:
     """``(train, test)`` from the release archive if present, else from TFDS.
 
     Args:
       name: ``"cifar10"`` or ``"imdb"``. tfds_name: the TFDS dataset name.
-      data_dir: ``data.data_dir``. tfds_source: the pipeline's TFDS reader.
+      data_dir: ``data.data_dir``.
 
     Raises:
       DataNotFoundError: neither source is there (the message gives both routes), or the
         archive is unreadable.
     """
-    from astroflax.data.pipeline import DataNotFoundError
-
     splits = (cifar10_splits if name == "cifar10" else imdb_splits)(data_dir)
     if splits is not None:
         return splits

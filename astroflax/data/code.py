@@ -29,9 +29,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import grain
 import numpy as np
 
+from astroflax.data.base import DataConfigError, DataNotFoundError, Dataset
 from astroflax.data.text import EOS, UNK, build_vocab
+from astroflax.data.wikitext import pack_windows
 
 EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages",
                            "__pycache__"})
@@ -104,7 +107,7 @@ def spaced(windows: np.ndarray, limit: int | None) -> np.ndarray:
     return windows[np.linspace(0, len(windows) - 1, int(limit)).round().astype(int)]
 
 
-def load_code(cfg: Mapping[str, Any]) -> Any:
+def load_code(cfg: Mapping[str, Any]) -> Dataset:
     """The ``code`` dataset: windows of ``max_len`` tokens of the standard library's source.
 
     Args:
@@ -117,21 +120,17 @@ def load_code(cfg: Mapping[str, Any]) -> Any:
       An ``astroflax.data.Dataset`` with task ``"lm"``.
 
     Raises:
-      DataNotFoundError: no Python source under ``data_dir``. ValueError: a bad option.
+      DataNotFoundError: no Python source under ``data_dir``. DataConfigError: a bad option.
     """
-    import grain
-
-    from astroflax.data.pipeline import DataNotFoundError, Dataset
-    from astroflax.data.wikitext import pack_windows
-
     if cfg.get("tokenizer") not in (None, "word"):
-        raise ValueError(f"data.tokenizer: the code corpus is word level ('word'), got "
+        raise DataConfigError(f"data.tokenizer: the code corpus is word level ('word'), got "
                          f"{cfg.get('tokenizer')!r}")
     eval_split = cfg.get("eval_split") or "validation"
     if eval_split not in ("validation", "test"):
-        raise ValueError(f"data.eval_split: expected 'validation' or 'test', got {eval_split!r}")
+        raise DataConfigError(f"data.eval_split: expected 'validation' or 'test', got "
+                              f"{eval_split!r}")
     if not cfg.get("max_len"):
-        raise ValueError("data.max_len: the window length is required for the code corpus")
+        raise DataConfigError("data.max_len: the window length is required for the code corpus")
     root = str(Path(cfg.get("data_dir") or stdlib_root()).expanduser())
     try:
         ids, words = encoded_corpus(root, int(cfg.get("vocab_size") or DEFAULT_VOCAB))

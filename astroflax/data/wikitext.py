@@ -11,11 +11,15 @@ split, other words ``<unk>``. Which one was used is returned so the run can repo
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import grain
 import numpy as np
 from absl import logging
 
+from astroflax.data.base import DataConfigError, DataNotFoundError, Dataset, Example, limit
 from astroflax.data.text import EOS, UNK, WordVocab, build_vocab
 
 SPLIT_FILES = {"train": "wiki.train.raw", "validation": "wiki.valid.raw",
@@ -135,3 +139,34 @@ def pack_windows(ids: np.ndarray, length: int) -> np.ndarray:
         raise ValueError(f"a stream of {len(ids)} tokens is too short for windows of {length}")
     idx = np.arange(n)[:, None] * length + np.arange(length + 1)[None, :]
     return ids[idx].astype(np.int32)
+
+
+def load_wikitext2(cfg: Mapping[str, Any]) -> Dataset:
+    """WikiText-2 raw, tokenised (GPT-2 BPE or word level) and packed into windows of L."""
+    data_dir = cfg.get("data_dir") or "~/tensorflow_datasets/downloads/manual"
+    eval_split = cfg.get("eval_split") or "test"
+    try:
+        lines = {s: read_wikitext_split(data_dir, s) for s in ("train", eval_split)}
+    except FileNotFoundError as e:
+        raise DataNotFoundError(str(e)) from None
+    ids, vocab_size, used = tokenize_wikitext(
+        lines, cfg.get("tokenizer") or "gpt2", cfg.get("vocab_size"))
+    length = int(cfg["max_len"])
+    logging.info("WikiText-2: %s tokenizer, vocabulary %d, %d train tokens, windows of %d",
+                 used, vocab_size, len(ids["train"]), length)
+    shortest = min(len(ids["train"]), len(ids[eval_split]))
+    if shortest - 1 < length:  # a window needs length + 1 tokens (inputs and shifted targets)
+        raise DataConfigError(f"data.max_len: expected at most {shortest - 1} (the shorter "
+                          f"WikiText-2 split in use has {shortest} tokens), got {length}")
+    train_w = pack_windows(ids["train"], length)
+    eval_w = pack_windows(ids[eval_split], length)
+    train_w = train_w[:limit(len(train_w), cfg.get("num_train"))]
+    eval_w = eval_w[:limit(len(eval_w), cfg.get("num_eval"))]
+
+    def split(w: np.ndarray) -> Example:
+        return {"inputs": w[:-1], "targets": w[1:]}
+
+    return Dataset("wikitext2", "lm", grain.MapDataset.source(train_w).map(split),
+                   grain.MapDataset.source(eval_w).map(split),
+                   {"vocab_size": vocab_size, "max_len": length},
+                   {"eval_split": eval_split, "tokenizer": used})

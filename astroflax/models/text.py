@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import Array
 
@@ -26,8 +25,7 @@ class AstroTextClassifier(nnx.Module):
 
     def __init__(self, vocab_size: int, num_classes: int, *, max_len: int = 400,
                  features: int = 128, num_layers: int = 1, num_heads: int = 4,
-                 embed_dim: int | None = None, glove_path: str | Path | None = None,
-                 vocab: Sequence[str] | None = None, freeze_embedding: bool = False,
+                 embed_dim: int | None = None, freeze_embedding: bool = False,
                  pad_id: int = 0, attention: AttentionSpec | str = "astro",
                  mlp_dim: int | None = None, norm: str = "post", dropout: float = 0.0,
                  pos_embedding: str = "paper", embed_scale: str = "sqrt_d", dtype: Any = None,
@@ -37,8 +35,8 @@ class AstroTextClassifier(nnx.Module):
         Args:
           vocab_size: ``V``. num_classes: output classes. max_len: ``T_max``.
           features, num_layers, num_heads: width ``D``, depth, heads.
-          embed_dim, glove_path, vocab, freeze_embedding: see
-            :class:`astroflax.nn.TokenEmbedding`.
+          embed_dim: token-table width ``E`` (None: ``D``; projected ``E -> D`` otherwise).
+          freeze_embedding: keep the token table fixed (e.g. pretrained GloVe vectors).
           pad_id: the padding token (masked when no mask is passed).
           embed_scale: see :class:`astroflax.models.AstroLM`.
           attention, mlp_dim, norm, dropout, pos_embedding, dtype, param_dtype, rngs: as in
@@ -46,7 +44,7 @@ class AstroTextClassifier(nnx.Module):
         """
         self.pad_id = pad_id
         self.embed = TokenEmbedding(vocab_size, features, embed_dim=embed_dim,
-                                    glove_path=glove_path, vocab=vocab, freeze=freeze_embedding,
+                                    freeze=freeze_embedding,
                                     dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.trunk = Trunk(features=features, num_layers=num_layers, num_heads=num_heads,
                            max_len=max_len, causal=False, attention=attention, mlp_dim=mlp_dim,
@@ -55,6 +53,10 @@ class AstroTextClassifier(nnx.Module):
                            rngs=rngs)
         self.head = dense(features, num_classes, ("embed", None), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
+
+    def load_pretrained(self, pretrained: dict[str, np.ndarray]) -> None:
+        """Copies a dataset's pretrained tables in: ``{"embedding": [V, E], "found": [V]}``."""
+        self.embed.load_vectors(pretrained["embedding"], pretrained["found"])
 
     def __call__(self, tokens: Array, *, mask: Array | None = None,
                  capture_calcium: bool = False) -> tuple[Array, dict[str, Any]]:

@@ -26,7 +26,6 @@ from astroflax.nn.embed import (
     FrozenEmbedding,
     PatchEmbedding,
     TokenEmbedding,
-    load_glove,
     sinusoidal_positions,
 )
 from astroflax.nn.sharding import LOGICAL_AXES, axis_rules, partitioned
@@ -67,7 +66,6 @@ __all__ = [
     "axis_rules",
     "check_variant",
     "init_positional_weights",
-    "load_glove",
     "make_attention",
     "parse_m_div",
     "partitioned",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,70 +27,16 @@ class FrozenEmbedding(nnx.Variable):
     """A fixed embedding table (e.g. frozen GloVe vectors): not an ``nnx.Param``, not trained."""
 
 
-def load_glove(path: str | Path, vocab: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a GloVe-format text file (``word v_1 ... v_dim`` per line) for a vocabulary.
-
-    Words containing spaces (GloVe 840B has a few) are handled by taking the last ``dim``
-    fields as the vector. A word2vec-style header line (``count dim``) is skipped. Lookup is
-    exact first, then lower-cased.
-
-    Args:
-      path: the text file. vocab: token strings indexed by token id (``len = V``).
-      dim: the expected vector dimension.
-
-    Returns:
-      ``(vectors [V, dim] float32 (zeros where missing), found [V] bool)``.
-
-    Raises:
-      ValueError: the file's vectors do not have ``dim`` components (says which it has), or the
-        file is empty.
-    """
-    index = {word: i for i, word in enumerate(vocab)}
-    lower = {}
-    for i, word in enumerate(vocab):
-        lower.setdefault(word.lower(), i)
-    vectors = np.zeros((len(vocab), dim), np.float32)
-    found = np.zeros((len(vocab),), bool)
-    exact = np.zeros((len(vocab),), bool)
-    file_dim = None
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f):
-            parts = line.rstrip("\n").rstrip(" ").split(" ")
-            if line_no == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # word2vec header
-            if file_dim is None:
-                file_dim = len(parts) - 1
-                if file_dim != dim:
-                    raise ValueError(
-                        f"GloVe file {path}: vectors have dimension {file_dim}, but the "
-                        f"embedding expects embed_dim={dim}; allowed: a file of {dim}-d vectors "
-                        f"(or set embed_dim={file_dim})")
-            if len(parts) < dim + 1:
-                continue
-            word = " ".join(parts[:-dim])
-            i = index.get(word)
-            is_exact = i is not None
-            if i is None:
-                i = lower.get(word.lower())
-            if i is None or exact[i] or (found[i] and not is_exact):
-                continue
-            vectors[i] = np.asarray(parts[-dim:], np.float32)
-            found[i], exact[i] = True, is_exact
-    if file_dim is None:
-        raise ValueError(f"GloVe file {path} holds no vectors")
-    return vectors, found
-
-
 class TokenEmbedding(nnx.Module):
     """Token ids ``[B, T]`` -> ``[B, T, D]``: a table ``[V, E]``, then ``E -> D`` if ``E != D``.
 
-    With ``glove_path`` the table starts from the file's vectors for the tokens it has (the
-    others keep the random init), e.g. GloVe 840B 300-d (``embed_dim=300``) for the paper's
-    IMDB model with ``D = 128``.
+    A pretrained table (e.g. GloVe 840B 300-d, ``embed_dim=300``, for the paper's IMDB model
+    with ``D = 128``) is copied in after the model is built, by :meth:`load_vectors`: reading a
+    file is the data's job, and a table inside ``__init__`` would be read again under every
+    ``eval_shape`` / ``jit`` of the constructor and baked into the init program.
     """
 
     def __init__(self, vocab_size: int, features: int, *, embed_dim: int | None = None,
-                 glove_path: str | Path | None = None, vocab: Sequence[str] | None = None,
                  freeze: bool = False, dtype: Any = None, param_dtype: Any = jnp.float32,
                  rngs: nnx.Rngs):
         """Builds the table.
@@ -100,33 +44,45 @@ class TokenEmbedding(nnx.Module):
         Args:
           vocab_size: ``V``. features: model width ``D``. embed_dim: table width ``E``
             (default ``D``).
-          glove_path: a GloVe-format text file to initialise the table from (needs ``vocab``).
-          vocab: token strings indexed by id, for the GloVe lookup.
           freeze: keep the table fixed (a :class:`FrozenEmbedding`, skipped by optimizers).
           dtype, param_dtype: computation and parameter dtypes. rngs: initialisation.
-
-        Raises:
-          ValueError: GloVe file of the wrong dimension, or ``glove_path`` without a matching
-            ``vocab``.
         """
         E = embed_dim or features
         self.vocab_size, self.features, self.embed_dim = vocab_size, features, E
         self.dtype = dtype
         names = ("vocab", "embed") if features == E else ("vocab", None)
         table = nnx.initializers.normal(E ** -0.5)(rngs.params(), (vocab_size, E), param_dtype)
-        if glove_path is not None:
-            if vocab is None or len(vocab) != vocab_size:
-                raise ValueError(f"glove_path needs vocab: {vocab_size} token strings indexed by "
-                                 f"id, got {None if vocab is None else len(vocab)}")
-            vectors, found = load_glove(glove_path, vocab, E)
-            _log.info("GloVe %s: %d of %d tokens found", glove_path, int(found.sum()), vocab_size)
-            table = jnp.where(jnp.asarray(found)[:, None], jnp.asarray(vectors, param_dtype), table)
         kind = FrozenEmbedding if freeze else nnx.Param
         self.table = kind(table, out_sharding=names, eager_sharding=eager_sharding_active())
         self.projection = None if features == E else nnx.Linear(
             E, features, dtype=dtype, param_dtype=param_dtype,
             kernel_init=partitioned(nnx.initializers.lecun_normal(), (None, "embed")),
             bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)), rngs=rngs)
+
+    def load_vectors(self, vectors: np.ndarray, found: np.ndarray) -> None:
+        """Replaces the table's rows where ``found`` by ``vectors`` (the others keep their init).
+
+        Args:
+          vectors: ``[V, E]`` float (e.g. from :func:`astroflax.data.glove.load_glove`).
+          found: ``[V]`` bool, the rows the pretrained table has.
+
+        Raises:
+          ValueError: ``vectors`` is not ``[vocab_size, embed_dim]`` (says which it is).
+        """
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.embed_dim:
+            raise ValueError(f"pretrained vectors have dimension {vectors.shape[-1]}, but the "
+                             f"embedding expects embed_dim={self.embed_dim}; allowed: "
+                             f"{self.embed_dim}-d vectors (or set embed_dim={vectors.shape[-1]})")
+        if vectors.shape[0] != self.vocab_size or np.shape(found) != (self.vocab_size,):
+            raise ValueError(f"the pretrained table needs vocab_size={self.vocab_size} rows "
+                             f"(one per token id), got {vectors.shape[0]}")
+        old = self.table[...]
+        new = jnp.where(jnp.asarray(found)[:, None], jnp.asarray(vectors, old.dtype), old)
+        # Keeps the stored layout (an FSDP-sharded table stays sharded).
+        self.table[...] = jax.device_put(new, old.sharding) if hasattr(old, "sharding") else new
+        _log.info("pretrained vectors: %d of %d tokens found", int(np.sum(found)),
+                  self.vocab_size)
 
     def __call__(self, tokens: Array) -> Array:
         """``tokens [...]`` int -> ``[..., D]``."""

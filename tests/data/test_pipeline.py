@@ -162,7 +162,7 @@ def test_unknown_dataset_is_named():
         load_dataset({"name": "mnist"})
 
 
-def test_imdb_with_a_glove_file_hands_the_training_vocabulary_to_the_model(tmp_path):
+def test_imdb_with_a_glove_file_hands_its_vectors_for_the_training_vocabulary_on(tmp_path):
     from flax import nnx
 
     from astroflax.models import create_model
@@ -170,13 +170,17 @@ def test_imdb_with_a_glove_file_hands_the_training_vocabulary_to_the_model(tmp_p
     glove = tmp_path / "glove.txt"
     with tfds.testing.mock_data(num_examples=24):
         plain = load_dataset({"name": "imdb", "max_len": 12, "vocab_size": 50})
-        words = plain.model_overrides.get("vocab")
-        assert words is None                      # no GloVe file: learned embeddings
-        glove.write_text("the " + " ".join(["0.5"] * 12) + "\n")
+        assert plain.pretrained is None           # no GloVe file: learned embeddings
+        glove.write_text("<unk> " + " ".join(["0.5"] * 12) + "\n")
         ds = load_dataset({"name": "imdb", "max_len": 12, "vocab_size": 50,
                            "glove_path": str(glove)})
     kw = ds.model_overrides
-    assert kw["glove_path"] == str(glove)
-    assert len(kw["vocab"]) == kw["vocab_size"] and kw["vocab"][:2] == ["<pad>", "<unk>"]
-    model = nnx.eval_shape(lambda: create_model("tiny_imdb", **kw))   # embed_dim 12 = file's
+    table, found = ds.pretrained["embedding"], ds.pretrained["found"]
+    assert table.shape == (kw["vocab_size"], 12) and found.shape == (kw["vocab_size"],)
+    # Only "<unk>" (id 1: ids 0 and 1 are "<pad>" and "<unk>") is in the file.
+    assert found.tolist() == [i == 1 for i in range(kw["vocab_size"])]
+    assert (table[1] == 0.5).all()
+    model = create_model("tiny_imdb", **kw, rngs=nnx.Rngs(0))    # embed_dim 12 = file's
+    model.load_pretrained(ds.pretrained)
     assert model.embed.vocab_size == kw["vocab_size"]
+    assert (np.asarray(model.embed.table[...])[found] == 0.5).all()

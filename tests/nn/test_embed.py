@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from astroflax.data.glove import load_glove
 from astroflax.nn import AbsolutePositions, FrozenEmbedding, PatchEmbedding, TokenEmbedding
-from astroflax.nn.embed import load_glove, sinusoidal_positions
+from astroflax.nn.embed import sinusoidal_positions
 from tests.helpers import assert_close
 
 
@@ -22,7 +23,8 @@ def test_glove_file_initialises_known_tokens_and_keeps_random_rows_for_others(tm
     f = write_glove(tmp_path / "g.txt", [("the", [1, 2, 3]), ("Cat", [4, 5, 6]),
                                          (". . .", [7, 8, 9]), ("dog", [0, 0, 1])])
     vocab = ["<pad>", "the", "cat", ". . .", "zebra"]
-    emb = TokenEmbedding(5, 3, glove_path=f, vocab=vocab, rngs=nnx.Rngs(0))
+    emb = TokenEmbedding(5, 3, rngs=nnx.Rngs(0))
+    emb.load_vectors(*load_glove(f, vocab))
     table = np.asarray(emb.table[...])
     assert_close(table[1], [1, 2, 3], rtol=1e-6)
     assert_close(table[2], [4, 5, 6], rtol=1e-6)  # lower-cased match
@@ -37,19 +39,22 @@ def test_glove_file_initialises_known_tokens_and_keeps_random_rows_for_others(tm
 def test_glove_with_wrong_dimension_says_what_is_allowed(tmp_path):
     f = write_glove(tmp_path / "g.txt", [("the", [1, 2, 3, 4])])
     with pytest.raises(ValueError, match=r"dimension 4, but the embedding expects embed_dim=3"):
-        TokenEmbedding(2, 3, glove_path=f, vocab=["a", "the"], rngs=nnx.Rngs(0))
+        load_glove(f, ["a", "the"], 3)
+    emb = TokenEmbedding(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"dimension 4, but the embedding expects embed_dim=3"):
+        emb.load_vectors(*load_glove(f, ["a", "the"]))
 
 
 def test_glove_needs_a_vocabulary_of_vocab_size(tmp_path):
     f = write_glove(tmp_path / "g.txt", [("the", [1, 2, 3])])
     with pytest.raises(ValueError, match="needs vocab"):
-        TokenEmbedding(2, 3, glove_path=f, rngs=nnx.Rngs(0))
+        TokenEmbedding(2, 3, rngs=nnx.Rngs(0)).load_vectors(*load_glove(f, ["the"]))
 
 
 def test_glove_width_differs_from_model_width_through_a_projection(tmp_path):
     f = write_glove(tmp_path / "g.txt", [("the", [1, 2, 3])])
-    emb = TokenEmbedding(2, 5, embed_dim=3, glove_path=f, vocab=["a", "the"], freeze=True,
-                         rngs=nnx.Rngs(0))
+    emb = TokenEmbedding(2, 5, embed_dim=3, freeze=True, rngs=nnx.Rngs(0))
+    emb.load_vectors(*load_glove(f, ["a", "the"]))
     x = emb(jnp.array([[1, 0]]))
     W, b = emb.projection.kernel[...], emb.projection.bias[...]
     assert_close(x[0, 0], jnp.array([1.0, 2, 3], jnp.float32) @ W + b, rtol=1e-6)
