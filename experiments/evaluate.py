@@ -27,12 +27,11 @@ import jax
 from absl import app, flags, logging
 from flax import nnx
 
-from astroflax.data.pipeline import eval_batches
 from astroflax.train.config import mesh_config
+from astroflax.train.evaluation import evaluate as evaluate_model
 from astroflax.train.load import TrainedRun, load_run, read_config, run_mesh
-from astroflax.train.loop import summed_eval_metrics
 from astroflax.train.mesh import batch_sharding
-from astroflax.train.steps import TrainState, eval_step
+from astroflax.train.tasks import for_dataset
 
 
 def define_flags() -> None:
@@ -69,11 +68,8 @@ def evaluate(run: TrainedRun, *, batch_size: int | None = None) -> dict[str, flo
             raise ValueError(f"batch size {bs} does not split over the {split} devices of the "
                              "run's batch axes; pass --batch_size=a multiple, or --mesh=single")
         put = functools.partial(jax.device_put, device=sharding)
-    # The trainer's eval step takes a TrainState; it reads only the model.
-    graphdef, state = nnx.split(TrainState(run.model, None))
-    return summed_eval_metrics(
-        (eval_step(graphdef, state, put(batch), task=ds.task) for batch in eval_batches(ds, bs)),
-        ds.task)
+    graphdef, state = nnx.split(run.model)
+    return evaluate_model(graphdef, state, ds, for_dataset(ds), bs, put=put)
 
 
 def load_split(workdir: str | Path, split: str, step: int | str | None,

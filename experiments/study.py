@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from astroflax.train.tasks import for_dataset
 from experiments.studies import ComputedStudy, GridStudy, StudyError, load_study, parse_value
 
 USAGE = ("usage: python -m experiments.study --study=NAME[:smoke] [--workdir=DIR] "
@@ -125,7 +126,7 @@ def evaluate_split(path: Path, split: str) -> dict[str, float]:
 
     run = load_split(path, split, "latest")
     metrics = evaluate(run)
-    key = "eval_perplexity" if run.dataset.task == "lm" else "eval_accuracy"
+    key = for_dataset(run.dataset).metric
     return {"eval_loss": metrics["eval_loss"], key: metrics[key], "step": run.step}
 
 

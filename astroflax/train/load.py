@@ -39,10 +39,6 @@ from astroflax.train.config import (
 from astroflax.train.mesh import make_mesh, rule_shardings
 from astroflax.train.metrics import read_metrics
 
-#: Data-fixed keywords dropped when rebuilding a model: they only initialise parameters that
-#: the checkpoint then overwrites (reading a GloVe file of gigabytes for that would be waste).
-_INIT_ONLY = ("glove_path", "vocab")
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
@@ -178,12 +174,12 @@ def load_run(workdir: str | Path, step: int | str | None = None, *,
     workdir = Path(workdir).absolute()
     cfg = read_config(workdir)
     chosen = resolve_step(workdir, step)
-    data_cfg = {**cfg.data.to_dict(), **dict(data or {})}
+    # No pretrained tables: they only initialise parameters that the checkpoint overwrites
+    # (reading a GloVe file of gigabytes for that would be waste).
+    data_cfg = {**cfg.data.to_dict(), "glove_path": None, **dict(data or {})}
     ds = load_dataset(data_cfg)
     _check_tokenizer(workdir, ds)
     kw = model_overrides(cfg.model, ds.model_overrides)
-    for k in _INIT_ONLY:
-        kw.pop(k, None)
     rules = tuple(tuple(r) for r in mesh_config(cfg)["rules"])
     model = _restore_model(workdir / "checkpoints" / str(chosen), cfg.model.name, kw,
                            int(cfg.seed), mesh, rules)

@@ -34,20 +34,18 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
-from astroflax.data import load_dataset, train_iterator
-from astroflax.data.pipeline import Dataset, describe, eval_batches
+from astroflax.data import Dataset, describe, load_dataset, train_iterator
 from astroflax.train import metrics as metrics_lib
 from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
 from astroflax.train.config import (
@@ -58,16 +56,18 @@ from astroflax.train.config import (
     validate_against_data,
     validate_config,
 )
+from astroflax.train.evaluation import evaluate
 from astroflax.train.mesh import batch_sharding, make_mesh, process_rows
 from astroflax.train.steps import (
     StepSharding,
     create_train_state,
-    eval_step,
+    load_pretrained,
     make_optimizer,
     make_schedule,
     make_train_step,
     state_shardings,
 )
+from astroflax.train.tasks import for_dataset
 from astroflax.train.workdir import lock_workdir
 
 #: Exit status of ``experiments.run`` when a run stopped on SIGTERM or Ctrl-C after saving a
@@ -192,51 +192,18 @@ def _to_global(batch: dict[str, np.ndarray], sharding: NamedSharding, batch_size
             for k, v in batch.items()}
 
 
-def summed_eval_metrics(batch_totals: Iterable[dict[str, jax.Array]], task: str
-                        ) -> dict[str, float]:
-    """The eval metrics of per-batch sums ``{"nll", "correct", "count"}`` (scalars each).
-
-    Returns ``eval_loss`` (the summed NLL over the summed count) and ``eval_accuracy``, or for
-    ``task == "lm"`` ``eval_perplexity = exp(eval_loss)`` (its exponent capped at 700, so a
-    diverged run reads a huge finite number) and ``eval_token_accuracy``.
-    """
-    totals: dict[str, jax.Array] | None = None
-    for out in batch_totals:
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    t = {k: float(v) for k, v in (totals or {}).items()}
-    mean_nll = t["nll"] / t["count"]
-    if task == "lm":
-        return {"eval_loss": mean_nll, "eval_perplexity": math.exp(min(mean_nll, 700.0)),
-                "eval_token_accuracy": t["correct"] / t["count"]}
-    return {"eval_loss": mean_nll, "eval_accuracy": t["correct"] / t["count"]}
-
-
-def _evaluate(graphdef: nnx.GraphDef, state: nnx.State, ds: Dataset, batch_size: int,
-              rows: tuple[int, int], sharding: NamedSharding, placement: StepSharding
-              ) -> dict[str, float]:
-    """Exact metrics over the whole eval split (padding weighted out).
-
-    ``rows``: this process's rows of each eval batch.
-    """
-    return summed_eval_metrics(
-        (eval_step(graphdef, state, _to_global(b, sharding, batch_size), task=ds.task,
-                   placement=placement) for b in eval_batches(ds, batch_size, rows)), ds.task)
-
-
-def _score(ev: dict[str, float]) -> float:
-    """Higher is better: accuracy, or minus perplexity."""
-    return ev["eval_accuracy"] if "eval_accuracy" in ev else -ev["eval_perplexity"]
-
-
 def _summary(cfg: Any, ds: Dataset, records: list[dict[str, Any]], *, status: str, step: int,
              total_steps: int, epoch: float, num_params: int, wall_time_s: float,
              examples_per_sec: float | None, compile_time_s: float | None,
              devices: int) -> dict[str, Any]:
-    key = "eval_perplexity" if ds.task == "lm" else "eval_accuracy"
+    task = for_dataset(ds)
+    key = task.metric
     evals = [r for r in records if r.get(key) is not None]
     eval_keys = [k for k in (evals[-1] if evals else {}) if k.startswith("eval_")]
-    pick = min if ds.task == "lm" else max
-    best = pick(evals, key=lambda r: r[key]) if evals else None
+    best = None
+    for r in evals:   # the first of tied evals
+        if best is None or task.better(r[key], best[key]):
+            best = r
     target = float(cfg.train.target_accuracy)
     out: dict[str, Any] = {
         "config": cfg.get("name", None), "status": status, "dataset": ds.name, "task": ds.task,
@@ -250,7 +217,7 @@ def _summary(cfg: Any, ds: Dataset, records: list[dict[str, Any]], *, status: st
         "num_devices": devices, "backend": jax.default_backend(),
         "eval_split": ds.info.get("eval_split"),
     }
-    if ds.task == "classification":
+    if task.has_accuracy_target:
         out["target_accuracy"] = target
         out["epochs_to_target"] = metrics_lib.epochs_to_target(records, target)
     if "tokenizer" in ds.info:
@@ -429,6 +396,11 @@ class _Run:
                 cfg.model.name, model_kw, tx, cfg.seed, mesh=mesh, rules=tuple(mesh_cfg["rules"]))
         except ValueError as e:  # the model rejected a value the generic checks let through
             raise ConfigError(f"config.model: {e}") from None
+        if ds.pretrained:   # read once by the data, copied in after init
+            try:
+                self.state = load_pretrained(self.graphdef, self.state, ds.pretrained)
+            except ValueError as e:
+                raise ConfigError(f"config.model: {e}") from None
         self.num_params = sum(int(x.size) for x in
                               jax.tree.leaves(nnx.filter_state(self.state.model, nnx.Param)))
         logging.info("model %s (attention=%s): %s parameters; %d steps (%d per epoch), batch %d "
@@ -436,7 +408,8 @@ class _Run:
                      f"{self.num_params:,}", self.total_steps, steps_per_epoch, t.batch_size,
                      len(self.devices))
         self.placement = StepSharding.gather_over(self.state, tuple(mesh_cfg["batch_axes"]))
-        self.train_step = make_train_step(self.graphdef, task=ds.task, placement=self.placement,
+        self.task = for_dataset(ds)
+        self.train_step = make_train_step(self.graphdef, task=self.task, placement=self.placement,
                                           shardings=state_shardings(self.state))
         self.it = train_iterator(ds, t.batch_size, seed=cfg.seed,
                                  augment=bool(cfg.data.get("augment")), rows=train_rows)
@@ -492,7 +465,7 @@ class _Run:
             ev = self.evaluate()
             self.writer.write({"step": c.step, "epoch": self.epoch_of(c.step), **ev})
             if self.last_saved < c.step:
-                self.save(_score(ev))
+                self.save(self.task.score(ev))
 
     def _train_steps(self, stop: _StopFlag) -> None:
         """Steps until ``total_steps``, or until a stop request (then saves the step)."""
@@ -555,7 +528,7 @@ class _Run:
         if is_log or is_eval:
             self.writer.write(record)
         if is_save:
-            self.save(_score(ev) if ev else None)
+            self.save(self.task.score(ev) if ev else None)
 
     def _stop_diverged(self, bad_step: int, name: str) -> None:
         """Raises NonFiniteLossError (after the pending saves are committed) with advice.
@@ -612,8 +585,9 @@ class _Run:
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         """Exact metrics over the eval split at the current step."""
-        ev = _evaluate(self.graphdef, self.state, self.ds, self.eval_bs, self.eval_rows,
-                       self.data_sharding, self.placement)
+        ev = evaluate(self.graphdef, self.state, self.ds, self.task, self.eval_bs,
+                      rows=self.eval_rows, placement=self.placement,
+                      put=lambda b: _to_global(b, self.data_sharding, self.eval_bs))
         self.counters.last_eval_step = self.counters.step
         return ev
 
@@ -652,7 +626,7 @@ class _Run:
             with contextlib.suppress(Exception):  # a plotting failure must not hide the result
                 metrics_lib.plot_curves(
                     self.writer.records, self.workdir / "curves.png",
-                    eval_key="eval_perplexity" if ds.task == "lm" else "eval_accuracy",
+                    eval_key=self.task.metric,
                     title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
         self.lock.release()  # after the last checkpoint and report are written
         return summary

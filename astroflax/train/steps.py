@@ -1,5 +1,7 @@
 """The optimiser, the training state, and the one train step and one eval step every task shares.
 
+What a batch holds and which loss it gives is the task's (:mod:`astroflax.train.tasks`).
+
 The training state is :class:`TrainState` (a model and its optimizer) split into a static
 ``graphdef`` and an ``nnx.State`` with two named entries, ``state.model`` (parameters, dropout
 RNG counters) and ``state.optimizer`` (Adam moments, step count): the same pytree is what is
@@ -20,6 +22,7 @@ from flax import nnx
 from jax import Array
 
 from astroflax.train.mesh import Rules, rule_shardings, without_axes
+from astroflax.train.tasks import Task, as_task
 
 Batch = Mapping[str, Array]
 
@@ -134,31 +137,6 @@ def _gather_bwd(in_use: jax.sharding.Sharding, stored: jax.sharding.Sharding, _:
 _gather_for_use.defvjp(_gather_fwd, _gather_bwd)
 
 
-def _forward(model: nnx.Module, batch: Batch, task: str) -> tuple[Array, Array, Array]:
-    """Per-example ``(nll_sum, correct, count)``, each ``[B]`` float32.
-
-    Classification: the example's cross-entropy, 1 if argmax is right, and 1. Language
-    modelling: sums over the sequence's ``T`` predicted tokens, and ``T``.
-    """
-    if task == "lm":
-        logits, _ = model(batch["inputs"])                       # [B, T, V]
-        logits = logits.astype(jnp.float32)
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-        pred = jnp.argmax(logits, -1).astype(batch["targets"].dtype)
-        correct = (pred == batch["targets"]).astype(jnp.float32)
-        T = jnp.asarray(nll.shape[1], jnp.float32)
-        return nll.sum(1), correct.sum(1), jnp.broadcast_to(T, nll.shape[:1])
-    if "mask" in batch:
-        logits, _ = model(batch["inputs"], mask=batch["mask"])   # [B, C]
-    else:
-        logits, _ = model(batch["inputs"])
-    logits = logits.astype(jnp.float32)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    pred = jnp.argmax(logits, -1).astype(batch["label"].dtype)  # int64 under x64
-    correct = (pred == batch["label"]).astype(jnp.float32)
-    return nll, correct, jnp.ones_like(nll)
-
-
 class TrainState(nnx.Module):
     """What one train step updates: ``model`` and its ``optimizer`` (an ``nnx.Optimizer``).
 
@@ -171,7 +149,7 @@ class TrainState(nnx.Module):
         self.optimizer = optimizer
 
 
-def _train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
+def _train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: Task,
                 placement: StepSharding | None) -> tuple[nnx.State, dict[str, Array]]:
     """The body of :func:`make_train_step`'s step (see there)."""
     train = nnx.merge(graphdef, state)
@@ -180,7 +158,7 @@ def _train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task:
     def loss_fn(m: nnx.Module) -> Array:
         if placement is not None:
             placement.apply(m)
-        nll, _, count = _forward(m, batch, task)
+        nll, _, count = task.forward(m, batch)
         return nll.sum() / count.sum()
 
     loss, grads = nnx.value_and_grad(loss_fn)(train.model)
@@ -191,8 +169,8 @@ def _train_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task:
     return nnx.state(train), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def make_train_step(graphdef: nnx.GraphDef, *, task: str, placement: StepSharding | None = None,
-                    shardings: Any = None) -> Any:
+def make_train_step(graphdef: nnx.GraphDef, *, task: Task | str,
+                    placement: StepSharding | None = None, shardings: Any = None) -> Any:
     """The jitted train step ``step(state, batch) -> (state, {"loss", "grad_norm"})``.
 
     One AdamW step on ``batch``; the metrics are f32 scalars: the loss is the mean over
@@ -203,8 +181,8 @@ def make_train_step(graphdef: nnx.GraphDef, *, task: str, placement: StepShardin
 
     Args:
       graphdef: from :func:`create_train_state` / :func:`abstract_state`.
-      task: ``"classification"`` (batch ``inputs [B, ...]``, ``label [B]``, optional
-        ``mask [B, T]``) or ``"lm"`` (``inputs``, ``targets [B, T]``).
+      task: the :class:`astroflax.train.tasks.Task` (or its name, e.g. ``"lm"``): what the
+        batch holds and which loss it gives.
       placement: parameter placement while in use, on a mesh (see :class:`StepSharding`).
       shardings: the new state's shardings (:func:`state_shardings` of the initial state), so
         FSDP parameters and moments stay sharded as the rules say, step after step; None
@@ -214,24 +192,31 @@ def make_train_step(graphdef: nnx.GraphDef, *, task: str, placement: StepShardin
     the compile is timed as such and a state of another pytree structure is an error, not a
     silent second compile.
     """
-    body = functools.partial(_train_step, graphdef, task=task, placement=placement)
+    body = functools.partial(_train_step, graphdef, task=as_task(task), placement=placement)
     return jax.jit(body, donate_argnums=0,
                    out_shardings=None if shardings is None else (shardings, None))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"))
-def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: str,
+def eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: Task | str,
               placement: StepSharding | None = None) -> dict[str, Array]:
     """Weighted sums over ``batch`` (``weight [B]``: 0 for padding): nll, correct, count.
 
     Dropout is off. Sums (not means) so the caller can add batches and processes exactly.
-    ``state`` and ``placement`` as for :func:`make_train_step`.
+    ``graphdef`` / ``state``: a :class:`TrainState`'s or a bare model's (``nnx.split`` of
+    either); ``task`` and ``placement`` as for :func:`make_train_step`.
     """
-    model = nnx.merge(graphdef, state).model
+    return _eval_step(graphdef, state, batch, task=as_task(task), placement=placement)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "task", "placement"))
+def _eval_step(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch, *, task: Task,
+               placement: StepSharding | None) -> dict[str, Array]:
+    merged = nnx.merge(graphdef, state)
+    model = merged.model if isinstance(merged, TrainState) else merged
     model.eval()
     if placement is not None:
         placement.apply(model)
-    nll, correct, count = _forward(model, batch, task)
+    nll, correct, count = task.forward(model, batch)
     w = batch["weight"].astype(jnp.float32)
     return {"nll": jnp.sum(nll * w), "correct": jnp.sum(correct * w),
             "count": jnp.sum(count * w)}
@@ -296,3 +281,23 @@ def create_train_state(model_name: str, model_kw: Mapping[str, Any],
 def state_shardings(state: nnx.State) -> Any:
     """The sharding of every leaf of ``state`` (arrays or abstract ``ShapeDtypeStruct`` s)."""
     return jax.tree.map(lambda a: a.sharding, state)
+
+
+def load_pretrained(graphdef: nnx.GraphDef, state: nnx.State,
+                    pretrained: Mapping[str, Any]) -> nnx.State:
+    """``state`` with a dataset's pretrained tables copied into its model (after init).
+
+    The model must define ``load_pretrained(pretrained)`` (e.g.
+    :meth:`astroflax.models.AstroTextClassifier.load_pretrained` for GloVe vectors). The
+    optimizer's moments start at zero whatever the parameters, so this equals initialising
+    with the table.
+
+    Raises:
+      ValueError: the model takes no pretrained tables, or they do not fit it.
+    """
+    train = nnx.merge(graphdef, state)
+    if not hasattr(train.model, "load_pretrained"):
+        raise ValueError(f"{type(train.model).__name__} takes no pretrained tables "
+                         f"({sorted(pretrained)}); unset the data option that gives them")
+    train.model.load_pretrained(pretrained)
+    return nnx.split(train)[1]

@@ -286,7 +286,7 @@ def test_sample_token_is_argmax_when_greedy_and_stays_within_the_top_k_when_samp
 
 @pytest.mark.parametrize("task", ["lm", "classification"])
 def test_summed_eval_metrics_sums_the_batches_before_dividing(task):
-    from astroflax.train.loop import summed_eval_metrics
+    from astroflax.train.evaluation import summed_eval_metrics
 
     batches = [{"nll": 6.0, "correct": 3.0, "count": 4.0}, {"nll": 1.0, "correct": 0.0,
                                                           "count": 1.0}]
