@@ -45,7 +45,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
-from astroflax.data import Dataset, describe, load_dataset, train_iterator
+from astroflax.data import DataConfigError, Dataset, describe, load_dataset, train_iterator
 from astroflax.train import metrics as metrics_lib
 from astroflax.train.checkpoint import Checkpointer, tree_fingerprint
 from astroflax.train.config import (
@@ -356,14 +356,20 @@ class _Run:
         self.status = "completed"
         self.last_saved = -1
         self.counters = RunCounters()      # its session_start: now, before any set-up
+        self.writer: metrics_lib.MetricWriter | None = None
 
     # ---- set-up: config, devices, data, model, train step ------------------------------
-    def set_up(self) -> None:
-        """Everything before the first step; config problems raise ConfigError early."""
+    def set_up(self, held: contextlib.ExitStack, parts: contextlib.ExitStack) -> None:
+        """Everything before the first step; config problems raise ConfigError early.
+
+        The workdir lock goes on ``held`` (released after the report), the checkpointer on
+        ``parts`` (closed before it), each as soon as it is acquired, so a failure at any
+        later point of set-up still releases them.
+        """
         cfg, t = self.cfg, self.cfg.train
         validate_config(cfg)
         # Creates the workdir; refuses one that another live run is using.
-        self.lock = lock_workdir(self.workdir)
+        held.enter_context(lock_workdir(self.workdir))
         cfg_json = config_json(cfg)
         _check_workdir(self.workdir, cfg_json)
         if self.chief:
@@ -380,7 +386,10 @@ class _Run:
         except ValueError as e:
             raise ConfigError(f"config.mesh: {e}") from None
 
-        self.ds = ds = load_dataset(cfg.data.to_dict())
+        try:
+            self.ds = ds = load_dataset(cfg.data.to_dict())
+        except DataConfigError as e:
+            raise ConfigError(f"config.{e}") from None
         validate_against_data(cfg, ds)
         logging.info("data: %s", describe(ds))
         model_kw = model_overrides(cfg.model, ds.model_overrides)
@@ -413,14 +422,15 @@ class _Run:
                                           shardings=state_shardings(self.state))
         self.it = train_iterator(ds, t.batch_size, seed=cfg.seed,
                                  augment=bool(cfg.data.get("augment")), rows=train_rows)
-        self.ckpt = Checkpointer(self.workdir / "checkpoints", keep=t.keep_checkpoints)
+        self.ckpt = parts.enter_context(contextlib.closing(
+            Checkpointer(self.workdir / "checkpoints", keep=t.keep_checkpoints)))
 
     def epoch_of(self, step: int) -> float:
         """Epochs trained after ``step`` steps."""
         return step * self.cfg.train.batch_size / self.ds.num_train
 
     # ---- restore: the newest readable checkpoint, the reports cut back to it -------------
-    def restore(self) -> None:
+    def restore(self, parts: contextlib.ExitStack) -> None:
         """Continues from the newest readable checkpoint, if any (else from step 0)."""
         restored = self.ckpt.restore_latest(
             self.state, self.it,
@@ -433,8 +443,8 @@ class _Run:
             logging.info("resumed from the checkpoint at step %d in %s", self.last_saved,
                          self.ckpt.directory)
         self.start_step = int(meta.get("step", 0))
-        self.writer = metrics_lib.MetricWriter(self.workdir, resume_step=self.start_step,
-                                               enabled=self.chief)
+        self.writer = parts.enter_context(contextlib.closing(metrics_lib.MetricWriter(
+            self.workdir, resume_step=self.start_step, enabled=self.chief)))
         self.counters = RunCounters.resume(
             meta, [r["step"] for r in self.writer.records if "eval_loss" in r],
             session_start=self.counters.session_start)
@@ -598,12 +608,6 @@ class _Run:
                        score=score)
         self.last_saved = self.counters.step
 
-    def close(self) -> None:
-        """Waits for pending saves; closes the checkpoint manager and the metric writer."""
-        self.ckpt.close()
-        if hasattr(self, "writer"):
-            self.writer.close()
-
     # ---- the summary -------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """The summary; process 0 writes ``summary.json`` and ``curves.png``.
@@ -628,7 +632,6 @@ class _Run:
                     self.writer.records, self.workdir / "curves.png",
                     eval_key=self.task.metric,
                     title=f"{cfg.get('name', None) or cfg.model.name} ({cfg.model.attention})")
-        self.lock.release()  # after the last checkpoint and report are written
         return summary
 
 
@@ -652,19 +655,24 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     "preempted"`` (see :data:`EXIT_PREEMPTED`).
     """
     run = _Run(config, Path(workdir).absolute())
-    # From the start: a Ctrl-C during set-up or compilation stops as cleanly as one later.
-    with _StopFlag() as stop:
-        run.set_up()
-        run.restore()
+    # Resources in two scopes: ``held`` (the stop flag, the workdir lock) outlives ``parts``
+    # (checkpointer, metric writer), which are closed before the report is written, so the
+    # summary follows the last committed save and the lock is released after both. From the
+    # start: a Ctrl-C during set-up or compilation stops as cleanly as one later.
+    with contextlib.ExitStack() as held:
+        stop = held.enter_context(_StopFlag())
         try:
-            run.train(stop)
+            with contextlib.ExitStack() as parts:
+                run.set_up(held, parts)
+                run.restore(parts)
+                run.train(stop)
         except BaseException:
             if run.status == "completed":
                 run.status = "failed"
             raise
         finally:
-            run.close()
-            summary = run.report()
+            if run.writer is not None:   # set-up finished: there is a run to report
+                summary = run.report()
     metrics_lib.log_summary(summary)
     logging.info("reports in %s (summary.json, metrics.jsonl, curves.png, tensorboard/)",
                  run.workdir)

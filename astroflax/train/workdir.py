@@ -51,7 +51,6 @@ class WorkdirLock:
         """Marks the run finished in the lock file and frees the lock (idempotent)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            _HELD.pop(self.path, None)
             with contextlib.suppress(OSError):  # a clean end: the next run need not warn
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, b'{"active": false}\n', 0)
@@ -69,9 +68,6 @@ class WorkdirLock:
 #: Locks this process holds, by lock path. flock conflicts between two descriptors of one
 #: process too, so a second run in the same process (a test, a notebook) whose first run
 #: raised before releasing takes over its own lock instead of refusing itself.
-_HELD: dict[Path, WorkdirLock] = {}
-
-
 def _holder(text: str) -> dict[str, Any]:
     try:
         info = json.loads(text)
@@ -114,9 +110,6 @@ def prepare_workdir(workdir: str | Path) -> Path:
 def _try_lock(workdir: Path) -> tuple[WorkdirLock | None, str]:
     """Process 0's attempt: ``(lock, "")``, or ``(None, reason)`` when refused."""
     path = workdir / LOCK_NAME
-    own = _HELD.pop(path, None)
-    if own is not None:  # this process's earlier run on this workdir did not release it
-        own.release()
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
@@ -143,7 +136,6 @@ def _try_lock(workdir: Path) -> tuple[WorkdirLock | None, str]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
     lock = WorkdirLock(path, fd)
-    _HELD[path] = lock
     return lock, ""
 
 
