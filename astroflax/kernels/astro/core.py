@@ -113,19 +113,6 @@ def write(state: AstroState, k_feat: Array, v: Array, pos_feat: Array | None = N
     return AstroState(S=S, z=state.z + jnp.sum(k_feat, axis=0))
 
 
-def prefix_states(state: AstroState, k_feat: Array, v: Array,
-                  pos_feat: Array | None = None) -> AstroState:
-    """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
-
-    Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long
-    sequence. Running sums (:func:`running_sum`), never a 0/1 triangular matmul: a later token's
-    non-finite outer product times 0 would be NaN in every earlier state.
-    """
-    x = _presynaptic(k_feat, pos_feat)
-    S = state.S + running_sum(_outer(x, v.astype(state.S.dtype)))
-    return AstroState(S=S, z=state.z + running_sum(k_feat))
-
-
 #: Block length of :func:`running_sum`'s inner prefix sums (measured, benchmarks/README.md).
 RUNNING_SUM_BLOCK = 8
 
@@ -435,10 +422,12 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
       q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
 
     Returns:
-      ``[T, d]``, equal to ``read(prefix_states(state, ...), q_feat)`` with the sigmoid off.
+      ``[T, d]``, equal to the direct formula with the sigmoid off,
+      ``out_i = (φ(q_i) @ H_i) / (φ(q_i)·(z + Σ_{t<=i} φ(k_t))**alpha + eps)``.
     """
     if params.sigmoid:
-        raise ValueError("causal_linear_read needs params.sigmoid=False; use prefix_states + read")
+        raise ValueError("causal_linear_read needs params.sigmoid=False; with the sigmoid on use "
+                         "causal_block (a token scan or materialised prefix states)")
     x = _presynaptic(k_feat, pos_feat)
     T = q_feat.shape[0]
     visible = jnp.arange(T)[:, None] >= jnp.arange(T)[None, :]
