@@ -29,14 +29,10 @@ from astroflax.kernels._validate import (
     shape_of,
 )
 from astroflax.kernels.astro.chunk import chunk_astro
-from astroflax.kernels.astro.core import (
-    AstroState,
-    ReadParams,
-    accumulation_dtype,
-    trace_stays_finite,
-)
+from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
 from astroflax.kernels.astro.parallel import parallel_astro
 from astroflax.kernels.astro.recurrent import recurrent_astro
+from astroflax.kernels.astro.scan import trace_stays_finite
 from astroflax.kernels.feature_maps import FEATURE_MAPS, elu1
 
 MODES = ("auto", "parallel", "chunk", "recurrent")
@@ -146,19 +142,19 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
 
 
 def scans_tokens_on_this_backend() -> bool:
-    """Whether the causal sigmoid path runs as a token scan (``core.sigmoid_scan_read``): on CPU.
+    """Whether the causal sigmoid path runs as a token scan (``scan.sigmoid_scan_read``): on CPU.
 
     On a CPU a loop over tokens that updates every (example, head) pair's ``[m, d]`` trace in
     cache beats materialising ``[C, m, d]`` prefix states per chunk (benchmarks/README.md,
     "Causal astro training"); on a GPU or TPU its ``T`` sequential small steps would leave the
-    device idle, so other backends materialise the prefix states (``core.sigmoid_prefix_read``)
+    device idle, so other backends materialise the prefix states (``prefix.sigmoid_prefix_read``)
     or use the fused Pallas kernels.
     """
     return jax.default_backend() == "cpu"
 
 
 def _trace_stays_finite(k, v, pos_keys, S0, T, feature_map) -> Array | bool:
-    # One flag for the whole batch (core.trace_stays_finite), so that the token scan's
+    # One flag for the whole batch (scan.trace_stays_finite), so that the token scan's
     # backward is a real branch under the vmaps rather than both branches selected per pair.
     if feature_map != "elu1":
         return False  # no cheap bound on the random features before they are computed
