@@ -16,8 +16,8 @@ import pytest
 
 from astroflax.kernels import astro_attention
 from astroflax.kernels.astro import api, sigmoid_prefix_read, sigmoid_scan_read
-from astroflax.kernels.astro.core import trace_stays_finite
 from astroflax.kernels.astro.naive import naive_astro_attention
+from astroflax.kernels.astro.scan import trace_stays_finite
 from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
 
 B, H, M, D = 2, 2, 5, 3  # m != d on purpose: a transposed trace cannot pass

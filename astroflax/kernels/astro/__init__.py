@@ -1,28 +1,26 @@
 """Astromorphic attention: per-head primitives, execution modes, references and the batched API."""
 
 from astroflax.kernels.astro.api import MODES, astro_attention, resolve_mode
+from astroflax.kernels.astro.block import causal_block
 from astroflax.kernels.astro.chunk import chunk_astro
 from astroflax.kernels.astro.core import (
     AstroState,
     ReadParams,
     astro_step,
     calcium_drive,
-    causal_block,
     causal_linear_read,
     empty_state,
     featurize,
     hebbian_weights,
     normalise,
-    prefix_states,
     read,
     running_sum,
-    sigmoid_prefix_read,
-    sigmoid_scan_read,
-    trace_stays_finite,
     write,
 )
 from astroflax.kernels.astro.parallel import parallel_astro
+from astroflax.kernels.astro.prefix import sigmoid_prefix_read
 from astroflax.kernels.astro.recurrent import recurrent_astro
+from astroflax.kernels.astro.scan import sigmoid_scan_read, trace_stays_finite
 
 __all__ = [
     "MODES",
@@ -39,7 +37,6 @@ __all__ = [
     "hebbian_weights",
     "normalise",
     "parallel_astro",
-    "prefix_states",
     "read",
     "recurrent_astro",
     "resolve_mode",

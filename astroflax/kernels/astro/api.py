@@ -29,22 +29,19 @@ from astroflax.kernels._validate import (
     shape_of,
 )
 from astroflax.kernels.astro.chunk import chunk_astro
-from astroflax.kernels.astro.core import (
-    AstroState,
-    ReadParams,
-    accumulation_dtype,
-    trace_stays_finite,
-)
+from astroflax.kernels.astro.core import AstroState, ReadParams, accumulation_dtype
+from astroflax.kernels.astro.options import IMPLEMENTATIONS, LAYOUTS, MODES
 from astroflax.kernels.astro.parallel import parallel_astro
 from astroflax.kernels.astro.recurrent import recurrent_astro
+from astroflax.kernels.astro.scan import trace_stays_finite
 from astroflax.kernels.feature_maps import FEATURE_MAPS, elu1
 
-MODES = ("auto", "parallel", "chunk", "recurrent")
-LAYOUTS = ("BTHD", "BHTD")
-#: ``astro_attention(implementation=...)``: the XLA modes, or the fused Pallas kernels.
-IMPLEMENTATIONS = ("xla", "pallas")
+# The option tuples are re-exported (astroflax.nn.spec checks its fields against api's names).
+__all__ = ["IMPLEMENTATIONS", "LAYOUTS", "MODES", "astro_attention", "resolve_mode",
+           "scans_tokens_on_this_backend"]
 
 _log = logging.getLogger(__name__)
+
 
 @functools.lru_cache(maxsize=256)
 def _log_auto_choice(causal: bool, T: int, chunk_size: int, chosen: str) -> None:
@@ -146,19 +143,19 @@ def _validate(q, k, v, pos_keys, mask, projection, initial_state, *, causal, alp
 
 
 def scans_tokens_on_this_backend() -> bool:
-    """Whether the causal sigmoid path runs as a token scan (``core.sigmoid_scan_read``): on CPU.
+    """Whether the causal sigmoid path runs as a token scan (``scan.sigmoid_scan_read``): on CPU.
 
     On a CPU a loop over tokens that updates every (example, head) pair's ``[m, d]`` trace in
     cache beats materialising ``[C, m, d]`` prefix states per chunk (benchmarks/README.md,
     "Causal astro training"); on a GPU or TPU its ``T`` sequential small steps would leave the
-    device idle, so other backends materialise the prefix states (``core.sigmoid_prefix_read``)
+    device idle, so other backends materialise the prefix states (``prefix.sigmoid_prefix_read``)
     or use the fused Pallas kernels.
     """
     return jax.default_backend() == "cpu"
 
 
 def _trace_stays_finite(k, v, pos_keys, S0, T, feature_map) -> Array | bool:
-    # One flag for the whole batch (core.trace_stays_finite), so that the token scan's
+    # One flag for the whole batch (scan.trace_stays_finite), so that the token scan's
     # backward is a real branch under the vmaps rather than both branches selected per pair.
     if feature_map != "elu1":
         return False  # no cheap bound on the random features before they are computed
@@ -265,8 +262,8 @@ def astro_attention(q: Array, k: Array, v: Array, *, causal: bool = False, alpha
                   alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps, feature_map=feature_map,
                   chunk_size=chunk_size, layout=layout)
     if implementation != "xla" or interpret:
-        # Imported on demand: Pallas and its TPU/Triton modules add about a second to every
-        # `import astroflax.kernels` on the development machine.
+        # Imported on demand (import cost): Pallas with its TPU and Triton modules takes
+        # 0.2-0.3 s to import, 10x the rest of astroflax.kernels once jax is loaded.
         from astroflax.kernels.pallas import attention as pallas_attention
 
         pallas_attention.check_pallas_arguments(implementation, interpret=interpret, mode=mode,

@@ -4,9 +4,9 @@ Each chunk reads the state carried from earlier chunks plus its own tokens, then
 final state on. With the sigmoid off, a chunk uses the masked ``[C, C]`` score matmul. With it
 on (Eq. 11 is nonlinear in the prefix, so the linear-attention matmul trick does not apply),
 it either runs a token scan over the chunk whose backward needs only its inputs
-(``token_scan``, the CPU default: ``core.sigmoid_scan_read``; the chunk keeps its numerators
+(``token_scan``, the CPU default: ``scan.sigmoid_scan_read``; the chunk keeps its numerators
 and recomputes the rest), or materialises its ``C`` prefix states ``[C, m, d]``
-(``core.sigmoid_prefix_read``; the chunk body is rematerialised in the backward pass).
+(``prefix.sigmoid_prefix_read``; the chunk body is rematerialised in the backward pass).
 Memory is ``O(T·(m + d))`` plus the carried states at chunk boundaries, ``(T/C)·m·d``, plus
 per chunk ``O(8·m·d)`` (token scan) or ``O(C·m·d)``.
 """
@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from astroflax.kernels.astro.block import SCAN_NUMERATOR, causal_block
 from astroflax.kernels.astro.core import (
-    SCAN_NUMERATOR,
     AstroState,
     ReadParams,
     accumulation_dtype,
-    causal_block,
     featurize,
     mask_queries,
 )
@@ -47,7 +46,7 @@ def chunk_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Arra
     :func:`astroflax.kernels.astro.parallel.parallel_astro` with ``causal=True``, plus
     ``chunk_size``: ``C``; ``T`` is padded up to a multiple of it with masked tokens;
     ``token_scan``: the sigmoid path's strategy (see the module docstring), and
-    ``subtraction_ok``: the token scan's backward (``core.sigmoid_scan_read``).
+    ``subtraction_ok``: the token scan's backward (``scan.sigmoid_scan_read``).
     """
     T = q.shape[0]
     dtype = accumulation_dtype(v.dtype)

@@ -1,21 +1,24 @@
-"""The two primitives of astromorphic attention for one head: ``write`` and ``read`` (Eq. 8–17).
+"""The state of astromorphic attention for one head, and its ``write`` and ``read`` (Eq. 8–17).
 
 Write mode folds tokens into the tripartite synapse's state; read mode queries it. Every
 execution mode (parallel, chunk, recurrent) is assembled from these functions, so the maths
 lives in one place. Shapes are per head: ``q, k: [T, m]``, ``v: [T, d]``, state ``S: [m, d]``,
 ``z: [m]``; a leading ``[T]`` on the state means "the state after each token" (prefix states).
+
+Here also: the running sums every causal path uses, and the causal read with the sigmoid off
+(:func:`causal_linear_read`). The causal reads with the sigmoid on are in
+:mod:`~astroflax.kernels.astro.scan` (token scan) and :mod:`~astroflax.kernels.astro.prefix`
+(materialised prefix states); :mod:`~astroflax.kernels.astro.block` chooses among the three.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.ad_checkpoint import checkpoint_name
 
 from astroflax.kernels.feature_maps import apply_feature_map, elu1
 
@@ -93,8 +96,11 @@ def featurize(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: Array 
     return q_feat, k_feat, v, pos_feat
 
 
-def _presynaptic(k_feat: Array, pos_feat: Array | None) -> Array:
-    # The Hebbian trace sees neuron-neuron and astrocyte-neuron activity side by side (Eq. 12).
+def presynaptic(k_feat: Array, pos_feat: Array | None) -> Array:
+    """The rates the Hebbian trace multiplies into ``v``: ``φ(k) + φ(A)`` (``[T, m]``).
+
+    The trace sees neuron-neuron and astrocyte-neuron activity side by side (Eq. 12).
+    """
     return k_feat if pos_feat is None else k_feat + pos_feat
 
 
@@ -108,22 +114,9 @@ def write(state: AstroState, k_feat: Array, v: Array, pos_feat: Array | None = N
     Returns:
       ``S + Σ_t (φ(k_t) + φ(a_t)) v_tᵀ``, ``z + Σ_t φ(k_t)``.
     """
-    x = _presynaptic(k_feat, pos_feat)
+    x = presynaptic(k_feat, pos_feat)
     S = state.S + jnp.einsum("tm,td->md", x, v.astype(state.S.dtype))
     return AstroState(S=S, z=state.z + jnp.sum(k_feat, axis=0))
-
-
-def prefix_states(state: AstroState, k_feat: Array, v: Array,
-                  pos_feat: Array | None = None) -> AstroState:
-    """The state after each of ``T`` tokens, inclusive: ``S [T, m, d]``, ``z [T, m]``.
-
-    Memory is ``O(T·m·d)``: callers use it per chunk (docs/model.md §4), never over a long
-    sequence. Running sums (:func:`running_sum`), never a 0/1 triangular matmul: a later token's
-    non-finite outer product times 0 would be NaN in every earlier state.
-    """
-    x = _presynaptic(k_feat, pos_feat)
-    S = state.S + running_sum(_outer(x, v.astype(state.S.dtype)))
-    return AstroState(S=S, z=state.z + running_sum(k_feat))
 
 
 #: Block length of :func:`running_sum`'s inner prefix sums (measured, benchmarks/README.md).
@@ -163,206 +156,13 @@ def running_sum(x: Array, *, reverse: bool = False, block: int = RUNNING_SUM_BLO
     return out.reshape(n * block, *x.shape[1:])[:length]
 
 
-def _outer(x: Array, v: Array) -> Array:
-    # x_t v_tᵀ for every token: [T, m] x [T, d] -> [T, m, d] (elementwise, fuses with its user).
+def outer_products(x: Array, v: Array) -> Array:
+    """Every token's write ``x_t v_tᵀ``: ``[T, m] × [T, d] -> [T, m, d]``.
+
+    Elementwise, so it fuses with its consumer (a running sum, a contraction); the
+    materialised prefix read and the token scan's exact backward both build states from it.
+    """
     return x[:, :, None] * v[:, None, :]
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def sigmoid_prefix_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float) -> Array:
-    """``num_i = φ(q_i) @ σ((S0 + Σ_{t<=i} x_t v_tᵀ) / m_div)`` for a block of tokens (Eq. 11).
-
-    The numerator of the causal read with the sigmoid on, with a hand-written backward that
-    reuses the forward's ``H = σ(·)`` instead of differentiating through the prefix sums
-    (autodiff transposed every ``[T, m, d]`` intermediate several times; see
-    benchmarks/README.md). Every prefix is a running sum, so a later token — even a
-    non-finite one — never touches an earlier row.
-
-    Args:
-      S0: ``[m, d]`` trace of the tokens before the block; x: ``[T, m]`` presynaptic rates
-      ``φ(k) + φ(A)``; v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
-
-    Returns:
-      ``[T, d]`` numerators (the normaliser of Eq. 15–16 is applied by the caller).
-    """
-    return _sigmoid_prefix_read_fwd(S0, x, v, q_feat, m_div)[0]
-
-
-def _sigmoid_prefix_read_fwd(S0, x, v, q_feat, m_div):
-    H = jax.nn.sigmoid((S0 + running_sum(_outer(x, v))) * (1.0 / m_div))
-    numerator = jnp.einsum("tm,tmd->td", q_feat, H)
-    return numerator, (x, v, q_feat, H)
-
-
-def _sigmoid_prefix_read_bwd(m_div, residuals, d_numerator):
-    x, v, q_feat, H = residuals
-    d_q = jnp.einsum("tmd,td->tm", H, d_numerator)
-    # dL/dP_i = φ(q_i) dnum_iᵀ ⊙ σ'(P_i) / m_div, with σ' = σ(1 - σ) (as jax's logistic).
-    d_prefix = _outer(q_feat, d_numerator) * (H * (1 - H)) * (1.0 / m_div)
-    # Token t's outer product is in every prefix i >= t: its cotangent is the suffix sum.
-    d_outer = running_sum(d_prefix, reverse=True)
-    d_x = jnp.einsum("tmd,td->tm", d_outer, v)
-    d_v = jnp.einsum("tmd,tm->td", d_outer, x)
-    return d_outer[0], d_x, d_v, d_q
-
-
-sigmoid_prefix_read.defvjp(_sigmoid_prefix_read_fwd, _sigmoid_prefix_read_bwd)
-
-
-#: The name (``jax.ad_checkpoint.checkpoint_name``) of :func:`causal_block`'s token-scan
-#: numerators: the one value a rematerialised chunk keeps (see ``chunk.chunk_astro``).
-SCAN_NUMERATOR = "astro_scan_numerator"
-#: Tokens per block of :func:`sigmoid_scan_read`'s backward when it recovers states by
-#: subtraction: rounding stays within a block (one chunk at the default ``chunk_size``).
-SCAN_REVERSE_BLOCK = 64
-#: Tokens whose states the exact backward of :func:`sigmoid_scan_read` rebuilds at once
-#: (measured, benchmarks/README.md: 8 states of every pair stay in cache; 4 and 16 are slower).
-SCAN_REBUILD_TOKENS = 8
-
-
-def trace_stays_finite(S0_abs_max: Array, x_max: Array, v_abs_max: Array, num_tokens: int,
-                       dtype) -> Array:
-    """Whether every partial sum of the trace is finite with room to spare (a bool scalar).
-
-    ``|S0 + Σ_{t<=i} x_t v_tᵀ| <= max|S0| + T · max x · max|v|`` entrywise (``x > 0``); when
-    that bound is below ``finfo(dtype).max / 2**10``, no state, outer product or difference of
-    the two overflows, and none is NaN (a NaN or infinite input fails the comparison). This
-    is when :func:`sigmoid_scan_read`'s backward may recover states by subtraction.
-
-    Args:
-      S0_abs_max, x_max, v_abs_max: scalars ``max|S0|``, ``max x``, ``max|v|``.
-      num_tokens: ``T``; dtype: the accumulation dtype.
-    """
-    bound = S0_abs_max + num_tokens * x_max * v_abs_max
-    return bound < jnp.finfo(dtype).max / 2**10
-
-
-def sigmoid_scan_read(S0: Array, x: Array, v: Array, q_feat: Array, m_div: float,
-                      subtraction_ok: Array | bool | None = None) -> Array:
-    """:func:`sigmoid_prefix_read` by a token-by-token scan: the same numerators, no ``[T, m, d]``.
-
-    ``num_i = φ(q_i) @ σ((S0 + Σ_{t<=i} x_t v_tᵀ) / m_div)`` (Eq. 11). The forward carries the
-    ``[m, d]`` trace through the block one token at a time (one rank-1 update, one sigmoid and
-    one matrix-vector product per token, the trace in cache) and keeps only its inputs. The
-    backward runs the tokens in reverse, carrying the suffix sum ``G = Σ_{i>=t} ∂L/∂P_i``,
-    ``∂L/∂P_i = φ(q_i) ∂num_iᵀ ⊙ σ'(P_i) / m_div``, and needs each token's state again:
-
-    - by subtraction (``subtraction_ok``): from the end state of each block of
-      :data:`SCAN_REVERSE_BLOCK` tokens (``S0`` plus the running sum of per-block ``xᵀv``
-      matmuls), ``S_{t-1} = S_t - x_t v_tᵀ``, as the Pallas kernels do; the recovered states
-      carry one block's rounding, like the forward's own additions. A non-finite or
-      overflowing ``x_t v_tᵀ`` cannot be subtracted back out, so this is for finite traces
-      only (:func:`trace_stays_finite`).
-    - otherwise exactly: rebuilt :data:`SCAN_REBUILD_TOKENS` at a time from their block's
-      start by a running sum, so a token never reaches an earlier state or gradient.
-
-    The forward is the same either way and exact whatever the values. Under ``vmap`` every
-    step works on all mapped (example, head) pairs at once; on a CPU this beats
-    materialising prefix states (benchmarks/README.md, "Causal astro training"), on a GPU or
-    TPU ``T`` small sequential steps would not.
-
-    Args:
-      S0: ``[m, d]`` trace of the tokens before the block; x: ``[T, m]`` presynaptic rates
-        ``φ(k) + φ(A)`` (> 0); v: ``[T, d]``; q_feat: ``[T, m]``; m_div: the divisor of Eq. 11.
-      subtraction_ok: bool scalar choosing the backward; None decides from these arrays with
-        :func:`trace_stays_finite`. Under ``vmap`` pass one flag for the whole batch (an
-        unbatched scalar): a per-pair flag makes ``lax.cond`` evaluate both backwards.
-
-    Returns:
-      ``[T, d]`` numerators, equal to :func:`sigmoid_prefix_read`'s to float rounding.
-    """
-    if subtraction_ok is None:
-        subtraction_ok = trace_stays_finite(jnp.max(jnp.abs(S0)), jnp.max(x, initial=0),
-                                            jnp.max(jnp.abs(v), initial=0), x.shape[0],
-                                            S0.dtype)
-    return _sigmoid_scan_read(S0, x, v, q_feat, jnp.asarray(subtraction_ok, bool), m_div)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _sigmoid_scan_read(S0, x, v, q_feat, subtraction_ok, m_div):
-    return _sigmoid_scan_read_fwd(S0, x, v, q_feat, subtraction_ok, m_div)[0]
-
-
-def _sigmoid_scan_read_fwd(S0, x, v, q_feat, subtraction_ok, m_div):
-    def one_token(S, token):
-        x_t, v_t, q_t = token
-        S = S + jnp.outer(x_t, v_t)
-        return S, q_t @ jax.nn.sigmoid(S * (1.0 / m_div))
-
-    _, numerator = jax.lax.scan(one_token, S0, (x, v, q_feat))
-    return numerator, (S0, x, v, q_feat, subtraction_ok)
-
-
-def _token_blocks(size, *arrays):
-    # [T, *] arrays -> [n, size, *]; zero tokens at the end add nothing to any state, and
-    # their cotangents are dropped.
-    T = arrays[0].shape[0]
-    n = -(-T // size)
-    return tuple(jnp.pad(a, [(0, n * size - T), (0, 0)]).reshape(n, size, a.shape[-1])
-                 for a in arrays)
-
-
-def _unblock(arrays, T):
-    # The inverse of _token_blocks: [n, size, *] -> [T, *].
-    return tuple(a.reshape(-1, a.shape[-1])[:T] for a in arrays)
-
-
-def _reverse_token(m_div, G, S, x_t, v_t, q_t, d_t):
-    # One token of the backward, given its state S: its gradients and the suffix sum G after it.
-    H = jax.nn.sigmoid(S * (1.0 / m_div))
-    d_q = H @ d_t
-    # Token t's outer product is in every prefix i >= t: G sums their cotangents.
-    G = G + jnp.outer(q_t, d_t) * (H * (1 - H)) * (1.0 / m_div)
-    return G, (G @ v_t, x_t @ G, d_q)
-
-
-def _backward_by_subtraction(m_div, S0, x, v, q_feat, d_numerator):
-    size = min(x.shape[0], SCAN_REVERSE_BLOCK)
-    blocks = _token_blocks(size, x, v, q_feat, d_numerator)
-    ends = S0 + running_sum(jnp.einsum("btm,btd->bmd", blocks[0], blocks[1]))
-
-    def one_token(carry, token):
-        G, S = carry  # S: the state after this token
-        G, grads = _reverse_token(m_div, G, S, *token)
-        return (G, S - jnp.outer(token[0], token[1])), grads
-
-    def one_block(G, block):
-        end, *tokens = block
-        (G, _), grads = jax.lax.scan(one_token, (G, end), tuple(tokens), reverse=True)
-        return G, grads
-
-    G, grads = jax.lax.scan(one_block, jnp.zeros_like(S0), (ends, *blocks), reverse=True)
-    return G, _unblock(grads, x.shape[0])
-
-
-def _backward_by_rebuild(m_div, S0, x, v, q_feat, d_numerator):
-    blocks = _token_blocks(SCAN_REBUILD_TOKENS, x, v, q_feat, d_numerator)
-    totals = jnp.einsum("btm,btd->bmd", blocks[0], blocks[1])
-    # The state before each block (exclusive: a block's own tokens are not in it).
-    starts = S0 + jnp.concatenate([jnp.zeros_like(totals[:1]), running_sum(totals)[:-1]])
-
-    def one_token(G, token):
-        return _reverse_token(m_div, G, *token)
-
-    def one_block(G, block):
-        start, x_s, v_s, q_s, d_s = block
-        states = start + running_sum(_outer(x_s, v_s))
-        return jax.lax.scan(one_token, G, (states, x_s, v_s, q_s, d_s), reverse=True)
-
-    G, grads = jax.lax.scan(one_block, jnp.zeros_like(S0), (starts, *blocks), reverse=True)
-    return G, _unblock(grads, x.shape[0])
-
-
-def _sigmoid_scan_read_bwd(m_div, residuals, d_numerator):
-    S0, x, v, q_feat, subtraction_ok = residuals
-    G, grads = jax.lax.cond(subtraction_ok,
-                            functools.partial(_backward_by_subtraction, m_div),
-                            functools.partial(_backward_by_rebuild, m_div),
-                            S0, x, v, q_feat, d_numerator)
-    return G, *grads, None
-
-
-_sigmoid_scan_read.defvjp(_sigmoid_scan_read_fwd, _sigmoid_scan_read_bwd)
 
 
 def hebbian_weights(S: Array, params: ReadParams) -> Array:
@@ -435,11 +235,13 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
       q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
 
     Returns:
-      ``[T, d]``, equal to ``read(prefix_states(state, ...), q_feat)`` with the sigmoid off.
+      ``[T, d]``, equal to the direct formula with the sigmoid off,
+      ``out_i = (φ(q_i) @ H_i) / (φ(q_i)·(z + Σ_{t<=i} φ(k_t))**alpha + eps)``.
     """
     if params.sigmoid:
-        raise ValueError("causal_linear_read needs params.sigmoid=False; use prefix_states + read")
-    x = _presynaptic(k_feat, pos_feat)
+        raise ValueError("causal_linear_read needs params.sigmoid=False; with the sigmoid on use "
+                         "causal_block (a token scan or materialised prefix states)")
+    x = presynaptic(k_feat, pos_feat)
     T = q_feat.shape[0]
     visible = jnp.arange(T)[:, None] >= jnp.arange(T)[None, :]
     # `where`, not a 0/1 multiply, so a future token's cotangent is an exact zero.
@@ -452,49 +254,14 @@ def causal_linear_read(state: AstroState, q_feat: Array, k_feat: Array, v: Array
     finite = jnp.isfinite(v)
     numerator = (q_feat @ state.S + scores @ jnp.where(finite, v, 0)
                  + running_sum(jnp.where(finite, 0, v))) * (1.0 / params.m_div)
-    calcium = _causal_calcium(state.z, q_feat, k_feat, params.alpha)
+    calcium = causal_calcium(state.z, q_feat, k_feat, params.alpha)
     return normalise(numerator, calcium, params.eps)
 
 
-def _causal_calcium(z0: Array, q_feat: Array, k_feat: Array, alpha: float) -> Array:
-    # c_i = φ(q_i)·(z0 + Σ_{t<=i} φ(k_t))**alpha (Eq. 13–15) for a block: [T].
+def causal_calcium(z0: Array, q_feat: Array, k_feat: Array, alpha: float) -> Array:
+    """``c_i = φ(q_i)·(z0 + Σ_{t<=i} φ(k_t))**alpha`` (Eq. 13–15) for a block of tokens: ``[T]``."""
     z = z0 + running_sum(k_feat)
     return jnp.sum(q_feat * calcium_drive(z, alpha), axis=-1)
-
-
-def causal_block(state: AstroState, q_feat: Array, k_feat: Array, v: Array,
-                 pos_feat: Array | None, params: ReadParams, token_scan: bool = False,
-                 subtraction_ok: Array | None = None) -> tuple[Array, AstroState]:
-    """Causal attention within one block of tokens that follows ``state`` (docs/model.md §4).
-
-    Sigmoid on (Eq. 11 is nonlinear in the prefix): the block's prefix states are read one by
-    one, by a token scan (:func:`sigmoid_scan_read`, ``token_scan``) or materialised as
-    ``[T, m, d]`` (:func:`sigmoid_prefix_read`); the two agree to float rounding. Sigmoid
-    off: the masked-score form of :func:`causal_linear_read`, ``O(T²)`` scores instead of
-    ``O(T·m·d)`` states.
-
-    Args:
-      state: ``S [m, d]``, ``z [m]`` of the tokens before the block.
-      q_feat, k_feat: ``[T, m]``; v: ``[T, d]``; pos_feat: ``[T, m]`` or None.
-      params: read hyperparameters.
-      token_scan: which of the two sigmoid paths (ignored with the sigmoid off).
-      subtraction_ok: the token scan's choice of backward (see :func:`sigmoid_scan_read`).
-
-    Returns:
-      ``(out [T, d], state after the block)``.
-    """
-    if not params.sigmoid:
-        out = causal_linear_read(state, q_feat, k_feat, v, pos_feat, params)
-        return out, write(state, k_feat, v, pos_feat)
-    x, v = _presynaptic(k_feat, pos_feat), v.astype(state.S.dtype)
-    if token_scan:
-        numerator = checkpoint_name(
-            sigmoid_scan_read(state.S, x, v, q_feat, params.m_div, subtraction_ok),
-            SCAN_NUMERATOR)
-    else:
-        numerator = sigmoid_prefix_read(state.S, x, v, q_feat, params.m_div)
-    out = normalise(numerator, _causal_calcium(state.z, q_feat, k_feat, params.alpha), params.eps)
-    return out, write(state, k_feat, v, pos_feat)
 
 
 def mask_queries(out: Array, mask: Array | None) -> Array:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from jax import Array
 
+from astroflax.kernels.astro.block import causal_block
 from astroflax.kernels.astro.core import (
     AstroState,
     ReadParams,
     accumulation_dtype,
-    causal_block,
     featurize,
     mask_queries,
     read,
@@ -36,8 +36,8 @@ def parallel_astro(q: Array, k: Array, v: Array, pos_keys: Array | None, mask: A
       initial_state: ``S [m, d]``, ``z [m]`` of earlier tokens (zeros for a fresh sequence).
       causal: query ``i`` sees tokens ``t <= i`` (docs/model.md §4) instead of all tokens.
       params: read hyperparameters. feature_map: ``"elu1"`` or ``"random_features"``.
-      token_scan: causal sigmoid path by :func:`~astroflax.kernels.astro.core.sigmoid_scan_read`
-        instead of :func:`~astroflax.kernels.astro.core.sigmoid_prefix_read`, whose backward
+      token_scan: causal sigmoid path by :func:`~astroflax.kernels.astro.scan.sigmoid_scan_read`
+        instead of :func:`~astroflax.kernels.astro.prefix.sigmoid_prefix_read`, whose backward
         ``subtraction_ok`` chooses.
 
     Returns:

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from astroflax.kernels.astro.api import IMPLEMENTATIONS
 from astroflax.kernels.astro.core import AstroState, ReadParams, calcium_drive
+from astroflax.kernels.astro.options import IMPLEMENTATIONS
 from astroflax.kernels.feature_maps import apply_feature_map, elu1
 from astroflax.kernels.pallas.causal import KernelConfig, causal_hebbian_read
 from astroflax.kernels.pallas.noncausal import noncausal_hebbian_read
