@@ -67,7 +67,7 @@ def interrupted(tmp_path_factory):
     resumed session)``.
     """
     work = tmp_path_factory.mktemp("interrupted")
-    evaluate, calls = loop_lib._evaluate, []
+    evaluate, calls = loop_lib.evaluate, []
 
     def evaluate_then_ctrl_c(*args, **kwargs):
         calls.append(1)
@@ -76,7 +76,7 @@ def interrupted(tmp_path_factory):
         return evaluate(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop_lib, "_evaluate", evaluate_then_ctrl_c)
+        mp.setattr(loop_lib, "evaluate", evaluate_then_ctrl_c)
         try:
             stopped = train_and_evaluate(cfg(), work)
         except KeyboardInterrupt:       # not a clean stop: the first test below reports it
