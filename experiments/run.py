@@ -108,64 +108,6 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return out
 
 
-#: One line per ``--config.*`` field (the long form is experiments/configs/common.py's docstring).
-FIELD_HELP = {
-    "name": "the config's name (reports)",
-    "seed": "init / dropout / shuffling seed",
-    "distributed": "start jax.distributed even without coordinator flags (TPU pods, SLURM)",
-    "data.name": "digits | cifar10 | imdb | wikitext2 | code (the Python stdlib source)",
-    "data.data_dir": "where the data lies (None: the TFDS default / WikiText-2 manual dir)",
-    "data.num_train": "cap on training examples (None = all)",
-    "data.num_eval": "cap on eval examples (None = all)",
-    "data.max_len": "sequence length of text datasets (imdb, wikitext2 only)",
-    "data.vocab_size": "vocabulary cap (IMDB, word-level WikiText-2)",
-    "data.tokenizer": "gpt2 | word (text datasets)",
-    "data.glove_path": "IMDB: GloVe 840B 300-d text file",
-    "data.augment": "CIFAR-10 / digits: random crop + flip",
-    "data.eval_split": "WikiText-2: validation | test",
-    "model.name": "a preset of astroflax.models.list_models()",
-    "model.attention": "attention variant (astro, softmax, linear, kozachkov_*, ...)",
-    "model.alpha": "Ca2+ exponent override of astromorphic attention",
-    "model.features": "width (None keeps the preset's)",
-    "model.num_layers": "transformer blocks (None keeps the preset's)",
-    "model.num_heads": "attention heads (None keeps the preset's)",
-    "model.mlp_dim": "MLP hidden width (None keeps the preset's)",
-    "model.dropout": "dropout rate in [0, 1) (None keeps the preset's)",
-    "model.m_div": "scaling parameter of Eq. 11: paper | m | a number | a factor like 500D",
-    "model.mode": "attention kernel mode: auto | parallel | chunk | recurrent",
-    "model.chunk_size": "chunk length of the chunked kernel",
-    "model.implementation": "astro kernel: xla | pallas (fused GPU/TPU kernels; not on CPU)",
-    "model.patch_size": "ViT patch size (images)",
-    "model.embed_dim": "token embedding width (text)",
-    "model.freeze_embedding": "keep the (GloVe) embedding fixed",
-    "model.pos_embedding": "absolute positions: paper | none | sinusoidal | learned",
-    "model.embed_scale": "token embeddings times: sqrt_d | one (None: the model's default)",
-    "model.causal": "LM only: False is the non-causal control (sees the future)",
-    "train.batch_size": "global batch size (at most the training set)",
-    "train.eval_batch_size": "eval batch size (None = batch_size)",
-    "train.num_epochs": "epochs to train (when num_train_steps is None)",
-    "train.num_train_steps": "steps to train (wins over num_epochs when set)",
-    "train.learning_rate": "peak learning rate",
-    "train.schedule": "cosine | constant (after warmup)",
-    "train.warmup_steps": "linear warmup steps",
-    "train.weight_decay": "AdamW weight decay",
-    "train.b1": "Adam beta1",
-    "train.b2": "Adam beta2",
-    "train.grad_clip_norm": "global gradient-norm clip (None = off)",
-    "train.log_every_steps": "steps between train-loss log lines",
-    "train.eval_every_steps": "steps between evaluations (0 = once per epoch)",
-    "train.checkpoint_every_steps": "steps between checkpoints",
-    "train.keep_checkpoints": "latest checkpoints kept (plus the best one)",
-    "train.target_accuracy": "accuracy for the epochs-to-target report",
-    "train.data_parallel": "split batches over all devices (False: one device)",
-    "mesh.axes": "device mesh axis names",
-    "mesh.shape": "mesh shape (-1 = the remaining devices)",
-    "mesh.batch_axes": "mesh axes the batch is split over",
-    "mesh.rules": "(logical parameter axis, mesh axis) sharding rules",
-    "mesh.num_devices": "use the first N devices (None = all; single process)",
-}
-
-
 def config_names() -> list[str]:
     """The configs of experiments/configs/ (bare names ``--config`` accepts)."""
     return sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
@@ -203,8 +145,11 @@ def help_text(config_arg: str | None = None) -> str:
     cfg = module.get_config(arg or None)
     lines += ["", f"Config fields (--config.FIELD=VALUE; defaults of {Path(path).stem}"
               f"{':' + arg if arg else ''}):"]
+    from experiments.configs.common import field_help  # imports the models (jax): help only
+
+    helps = field_help()
     for field, value in _flatten(cfg).items():
-        lines.append(f"  {field:28s} {FIELD_HELP.get(field, '')} [{value!r}]")
+        lines.append(f"  {field:28s} {helps.get(field, '')} [{value!r}]")
     return "\n".join(lines) + "\n"
 
 

@@ -124,3 +124,11 @@ def test_the_parser_sees_every_form_of_import(tmp_path, source, expected):
     path = tmp_path / "m.py"
     path.write_text(source)
     assert _imports(path, "astroflax.data.m", _modules()) == expected
+
+
+def test_the_trainer_reaches_layers_and_kernels_only_through_the_models():
+    # A model setting is declared and checked in nn/models; the trainer asks astroflax.models
+    # (check_model, SETTINGS) instead of restating them, so it imports neither nn nor kernels.
+    bad = sorted(f"{a} -> {b}" for a, targets in _graph().items() if _area(a) == "train"
+                 for b in targets if _area(b) in ("nn", "kernels"))
+    assert not bad, "train imports below the models:\n" + "\n".join(bad)

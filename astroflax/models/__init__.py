@@ -34,9 +34,11 @@ import jax
 from flax import nnx
 
 from astroflax.models.lm import AstroLM
+from astroflax.models.settings import SETTINGS, Setting, keeps_preset
 from astroflax.models.text import AstroTextClassifier
 from astroflax.models.vit import AstroViT
-from astroflax.nn.spec import ATTENTION_FIELDS, attention_spec
+from astroflax.nn.sharding import LOGICAL_AXES
+from astroflax.nn.spec import ATTENTION_FIELDS, VARIANTS, attention_spec
 
 #: name -> (model class, keyword arguments (attention-spec fields among them), m_div factor of
 #: the width or None).
@@ -75,7 +77,8 @@ def model_kwargs(name: str, **overrides: Any) -> tuple[type[nnx.Module], dict[st
         the valid names).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; allowed: {list_models()}")
+        raise ValueError(f"name: expected one of the presets, got {name!r}; allowed: "
+                         f"{list_models()}")
     cls, preset, factor = PRESETS[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters
                 if p not in ("self", "rngs")]
@@ -110,18 +113,48 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides: Any) -
     return cls(**kwargs, rngs=nnx.Rngs(0) if rngs is None else rngs)
 
 
+def check_model(name: str, **overrides: Any) -> None:
+    """Runs every check ``create_model(name, **overrides)`` makes, without building the model.
+
+    The spec's and the constructors' own checks run as the model is traced abstractly with
+    ``nnx.eval_shape`` (no parameter is drawn), plus whether the kernel implementation compiles
+    on this backend.
+
+    Raises:
+      ValueError: what :func:`create_model` would raise; a bad setting's message starts with
+        its field name (``alpha: expected > 0 ...``).
+    """
+    cls, kwargs = model_kwargs(name, **overrides)
+    nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
+    if kwargs["attention"].implementation == "pallas":
+        # On demand: importing Pallas costs about a second, and only this setting needs it.
+        from astroflax.kernels.pallas.attention import platform_backend
+
+        try:
+            platform_backend(interpret=False)
+        except ValueError:
+            raise ValueError(f"implementation: expected 'xla' on a {jax.default_backend()!r} "
+                             "backend (the Pallas kernels compile for GPU or TPU)") from None
+
+
 def count_params(model: nnx.Module) -> int:
     """Number of trainable scalars (``nnx.Param`` leaves) of a model (concrete or abstract)."""
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 __all__ = [
+    "LOGICAL_AXES",
     "PRESETS",
+    "SETTINGS",
+    "VARIANTS",
     "AstroLM",
     "AstroTextClassifier",
     "AstroViT",
+    "Setting",
+    "check_model",
     "count_params",
     "create_model",
+    "keeps_preset",
     "list_models",
     "model_kwargs",
 ]

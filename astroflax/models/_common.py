@@ -13,6 +13,13 @@ from astroflax.nn.embed import AbsolutePositions, embed_scale_factor, resolve_po
 from astroflax.nn.spec import AttentionSpec
 
 
+def check_positive(**values: int | None) -> None:
+    """ValueError naming the first of ``values`` that is set and not a positive int."""
+    for field, v in values.items():
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            raise ValueError(f"{field}: expected a positive int, got {v!r}")
+
+
 class Trunk(nnx.Module):
     """Absolute positions (optional) + dropout + :class:`BlockStack`: ``[B, T, D] -> [B, T, D]``."""
 
@@ -25,6 +32,12 @@ class Trunk(nnx.Module):
         ``embed_scale`` (token models; None for patches, added unscaled): the inputs are
         multiplied by :func:`astroflax.nn.embed.embed_scale_factor` before positions are added.
         """
+        check_positive(features=features, num_layers=num_layers, num_heads=num_heads,
+                       max_len=max_len, mlp_dim=mlp_dim)
+        if not (isinstance(dropout, int | float) and 0 <= dropout < 1):
+            raise ValueError(f"dropout: expected a rate in [0, 1), got {dropout!r}")
+        if not isinstance(causal, bool):
+            raise ValueError(f"causal: expected True or False, got {causal!r}")
         self.max_len = max_len
         self.input_scale = 1.0 if embed_scale is None else embed_scale_factor(embed_scale,
                                                                               features)

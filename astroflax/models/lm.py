@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
-from astroflax.models._common import Trunk
+from astroflax.models._common import Trunk, check_positive
 from astroflax.nn.attention import DecodeState
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import TokenEmbedding
@@ -40,19 +40,31 @@ class AstroLM(nnx.Module):
         """Builds the model.
 
         Args:
-          vocab_size: ``V``. max_len: ``T_max`` (prompt plus generated tokens).
-          features, num_layers, num_heads: width ``D``, depth, heads.
-          tie_embeddings: output logits ``h @ Eᵀ`` with the input table ``E [V, D]``; else a
+          vocab_size: token vocabulary ``V`` (fixed by the data).
+          max_len: longest sequence ``T_max``, prompt plus generated tokens (fixed by the data's
+            length).
+          features: as in :class:`astroflax.models.AstroViT`.
+          num_layers: as in :class:`astroflax.models.AstroViT`.
+          num_heads: as in :class:`astroflax.models.AstroViT`.
+          tie_embeddings: LM output logits ``h @ Eᵀ`` with the input table ``E [V, D]``; else a
             separate ``[D, V]`` head.
-          embed_scale: ``"sqrt_d"`` (the default) multiplies token embeddings by ``√D`` before
-            absolute positions are added, as the original Transformer does: the table starts at
-            std ``D^-0.5``, so the scaled embeddings have std ≈ 1, comparable to a sinusoidal
-            table (std ≈ 0.71) instead of ~``√D``× smaller. ``"one"`` adds them unscaled.
-          causal: False makes every block non-causal, a decoder that sees the future: a control
-            only (a warning is logged; :meth:`generate` refuses it).
-          attention, mlp_dim, norm, dropout, pos_embedding, dtype, param_dtype, rngs: as in
-            :class:`astroflax.models.AstroViT`.
+          embed_scale: token embeddings times sqrt_d | one. ``"sqrt_d"`` (the default)
+            multiplies token embeddings by ``√D`` before absolute positions are added, as the
+            original Transformer does: the table starts at std ``D^-0.5``, so the scaled
+            embeddings have std ≈ 1, comparable to a sinusoidal table (std ≈ 0.71) instead of
+            ~``√D``× smaller. ``"one"`` adds them unscaled.
+          causal: LM only: False makes every block non-causal, a decoder that sees the future,
+            a control only (a warning is logged; :meth:`generate` refuses it).
+          attention: as in :class:`astroflax.models.AstroViT`.
+          mlp_dim: as in :class:`astroflax.models.AstroViT`.
+          norm: as in :class:`astroflax.models.AstroViT`.
+          dropout: as in :class:`astroflax.models.AstroViT`.
+          pos_embedding: as in :class:`astroflax.models.AstroViT`.
+          dtype: as in :class:`astroflax.models.AstroViT`.
+          param_dtype: as in :class:`astroflax.models.AstroViT`.
+          rngs: as in :class:`astroflax.models.AstroViT`.
         """
+        check_positive(features=features, vocab_size=vocab_size)
         if not causal:
             _log.warning("AstroLM(causal=False): every position sees the future tokens; a "
                          "control only, its perplexity is not a language model's")

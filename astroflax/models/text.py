@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 from jax import Array
 
-from astroflax.models._common import Trunk, masked_mean
+from astroflax.models._common import Trunk, check_positive, masked_mean
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import TokenEmbedding
 from astroflax.nn.spec import AttentionSpec
@@ -33,15 +33,27 @@ class AstroTextClassifier(nnx.Module):
         """Builds the model.
 
         Args:
-          vocab_size: ``V``. num_classes: output classes. max_len: ``T_max``.
-          features, num_layers, num_heads: width ``D``, depth, heads.
+          vocab_size: token vocabulary ``V`` (fixed by the data).
+          num_classes: output classes (fixed by the data).
+          max_len: longest sequence ``T_max`` (fixed by the data's length).
+          features: as in :class:`astroflax.models.AstroViT`.
+          num_layers: as in :class:`astroflax.models.AstroViT`.
+          num_heads: as in :class:`astroflax.models.AstroViT`.
           embed_dim: token-table width ``E`` (None: ``D``; projected ``E -> D`` otherwise).
           freeze_embedding: keep the token table fixed (e.g. pretrained GloVe vectors).
           pad_id: the padding token (masked when no mask is passed).
+          attention: as in :class:`astroflax.models.AstroViT`.
+          mlp_dim: as in :class:`astroflax.models.AstroViT`.
+          norm: as in :class:`astroflax.models.AstroViT`.
+          dropout: as in :class:`astroflax.models.AstroViT`.
+          pos_embedding: as in :class:`astroflax.models.AstroViT`.
           embed_scale: see :class:`astroflax.models.AstroLM`.
-          attention, mlp_dim, norm, dropout, pos_embedding, dtype, param_dtype, rngs: as in
-            :class:`astroflax.models.AstroViT`.
+          dtype: as in :class:`astroflax.models.AstroViT`.
+          param_dtype: as in :class:`astroflax.models.AstroViT`.
+          rngs: as in :class:`astroflax.models.AstroViT`.
         """
+        check_positive(features=features, embed_dim=embed_dim, vocab_size=vocab_size,
+                       num_classes=num_classes)
         self.pad_id = pad_id
         self.embed = TokenEmbedding(vocab_size, features, embed_dim=embed_dim,
                                     freeze=freeze_embedding,

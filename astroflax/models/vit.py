@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
-from astroflax.models._common import Trunk
+from astroflax.models._common import Trunk, check_positive
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import PatchEmbedding
 from astroflax.nn.spec import AttentionSpec
@@ -31,18 +31,30 @@ class AstroViT(nnx.Module):
         """Builds the model.
 
         Args:
-          num_classes: output classes. image_size: square input side (``T_max`` follows).
-          in_channels: image channels. patch_size: ``p``. stem: the 3×3 conv stem.
-          features, num_layers, num_heads: width ``D``, depth, heads.
-          attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
-            :data:`astroflax.nn.VARIANTS` (every layer alike; ``m_div="paper"`` in it resolves
-            to ``m`` here: :func:`astroflax.models.create_model` applies a preset's factor).
-          mlp_dim, norm, dropout: see :class:`astroflax.nn.TransformerBlock`.
-          pos_embedding: ``"paper"`` (the paper's mix: none for specs with the astrocytic
-            positional term, sinusoidal otherwise), ``"none"``, ``"sinusoidal"`` or
-            ``"learned"`` (std 0.02 at init). Patch tokens are added to it unscaled.
-          dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
+          num_classes: output classes (fixed by the data).
+          image_size: square input side in pixels (fixed by the data; ``T_max`` follows).
+          in_channels: image channels (fixed by the data).
+          patch_size: ViT patch side ``p`` (images: ``(image_size / p)²`` tokens).
+          stem: the 3×3 conv stem before patching (the paper's CIFAR-10 model).
+          features: model width ``D``.
+          num_layers: transformer blocks.
+          num_heads: attention heads ``H``.
+          attention: attention variant of every layer: a name of :data:`astroflax.nn.VARIANTS`
+            (astro, softmax, linear, kozachkov_*, none, ...) or an
+            :class:`astroflax.nn.AttentionSpec`. ``m_div="paper"`` in it resolves to ``m``
+            here: :func:`astroflax.models.create_model` applies a preset's factor.
+          mlp_dim: FFN hidden width (None: ``4·D``; the paper does not state it).
+          norm: post (paper Eq. 2-3) | pre (pre-LayerNorm with a final LayerNorm).
+          dropout: dropout rate in [0, 1) after embeddings and in every block.
+          pos_embedding: absolute positions: paper (the paper's mix: none for specs with the
+            astrocytic positional term, sinusoidal otherwise) | none | sinusoidal | learned
+            (std 0.02 at init); patch tokens are added to it unscaled.
+          dtype: computation dtype (None: the inputs').
+          param_dtype: parameter dtype.
+          rngs: initialisation and dropout streams.
         """
+        check_positive(features=features, patch_size=patch_size, image_size=image_size,
+                       in_channels=in_channels, num_classes=num_classes)
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} must be divisible by "
                              f"patch_size={patch_size}")

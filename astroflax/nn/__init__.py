@@ -34,7 +34,6 @@ from astroflax.nn.spec import (
     VARIANTS,
     AttentionSpec,
     attention_spec,
-    check_variant,
     parse_m_div,
 )
 
@@ -64,7 +63,6 @@ __all__ = [
     "TransformerBlock",
     "attention_spec",
     "axis_rules",
-    "check_variant",
     "init_positional_weights",
     "make_attention",
     "parse_m_div",

@@ -40,7 +40,6 @@ from astroflax.nn.spec import (
     VARIANTS,
     AttentionSpec,
     attention_spec,
-    check_variant,
 )
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
     "RandomProjection",
     "RecurrentState",
     "SoftmaxAttention",
-    "check_variant",
     "init_positional_weights",
     "make_attention",
 ]

@@ -73,45 +73,43 @@ def parse_m_div(value: Any) -> str | float:
 class AttentionSpec:
     """What one attention layer computes (hashable; equal specs build equal layers).
 
-    Attributes:
-      kernel: ``"astro"`` (paper Eq. 8–17), ``"softmax"`` (the Transformer's) or ``"none"``
-        (the attention sub-layer contributes nothing and has no parameters: a control).
-      feature_map: ``"elu1"`` (Eq. 4) or ``"random_features"`` (Kozachkov's Performer cells).
-      alpha: Ca²⁺ exponent of Eq. 14 (> 0).
-      sigmoid: Eq. 11's sigmoid (off: linear-attention read-out).
-      m_div: the scaling parameter of Eq. 11 in one of the forms of the module docstring.
-      positional: the astrocytic positional term (Eq. 12).
-      pos_decay_init: initial decay ``s`` of ``P_ij = exp(-s|i-j|)`` (> 0).
-      pos_init_std: ``std(A)`` at init (see :func:`astroflax.nn.init_positional_weights`).
-      mode: astro kernel mode, ``"auto" | "parallel" | "chunk" | "recurrent"``.
-      chunk_size: chunk length of ``"chunk"`` mode.
-      implementation: ``"xla"`` or ``"pallas"``, the fused GPU/TPU kernels of
-        :mod:`astroflax.kernels.pallas` for the astro kernel's whole-sequence passes
-        (see :func:`astroflax.kernels.astro_attention`; refused on a CPU backend).
-      eps: guard on the calcium response (Eq. 16), >= 0.
-      num_features: random features per head for ``"random_features"`` (None: ``m``).
-      name: the preset this spec came from (a label only; it does not change the maths).
+    Each field's one-line help is declared with it (``dataclasses.field(metadata={"help":
+    ...})``): :func:`help_of` reads it, and the run config's ``--help`` lists it. A bad value
+    raises ValueError naming the field first (``alpha: expected > 0 ...``).
     """
 
-    kernel: str = "astro"
-    feature_map: str = "elu1"
-    alpha: float = 0.25
-    sigmoid: bool = True
-    m_div: str | float = "paper"
-    positional: bool = True
-    pos_decay_init: float = 0.1
-    pos_init_std: float = 1.0
-    mode: str = "auto"
-    chunk_size: int = 64
-    implementation: str = "xla"
-    eps: float = 1e-6
-    num_features: int | None = None
-    name: str = "custom"
+    kernel: str = dataclasses.field(default="astro", metadata={
+        "help": "astro (paper Eq. 8-17) | softmax | none (a control with no attention)"})
+    feature_map: str = dataclasses.field(default="elu1", metadata={
+        "help": "elu1 (Eq. 4) | random_features (Kozachkov's Performer cells)"})
+    alpha: float = dataclasses.field(default=0.25, metadata={
+        "help": "Ca2+ exponent of Eq. 14 (> 0; astro family)"})
+    sigmoid: bool = dataclasses.field(default=True, metadata={
+        "help": "Eq. 11's sigmoid (False: the linear-attention read-out)"})
+    m_div: str | float = dataclasses.field(default="paper", metadata={
+        "help": "scaling parameter of Eq. 11: paper | m | a number | a factor like 500D"})
+    positional: bool = dataclasses.field(default=True, metadata={
+        "help": "the astrocytic positional term of Eq. 12"})
+    pos_decay_init: float = dataclasses.field(default=0.1, metadata={
+        "help": "initial decay s of P_ij = exp(-s|i-j|) (> 0)"})
+    pos_init_std: float = dataclasses.field(default=1.0, metadata={
+        "help": "std(A) of the positional weights at init"})
+    mode: str = dataclasses.field(default="auto", metadata={
+        "help": "astro kernel mode: auto | parallel | chunk | recurrent"})
+    chunk_size: int = dataclasses.field(default=64, metadata={
+        "help": "chunk length of the chunk mode"})
+    implementation: str = dataclasses.field(default="xla", metadata={
+        "help": "astro kernel: xla | pallas (fused GPU/TPU kernels; not on CPU)"})
+    eps: float = dataclasses.field(default=1e-6, metadata={
+        "help": "guard on the calcium response of Eq. 16 (>= 0)"})
+    num_features: int | None = dataclasses.field(default=None, metadata={
+        "help": "random features per head for random_features (None: the head width m)"})
+    name: str = dataclasses.field(default="custom", metadata={
+        "help": "the preset this spec came from (a label; it does not change the maths)"})
 
     def __post_init__(self) -> None:
         def bad(field: str, expected: str) -> ValueError:
-            return ValueError(f"attention {field}: expected {expected}, got "
-                              f"{getattr(self, field)!r}")
+            return ValueError(f"{field}: expected {expected}, got {getattr(self, field)!r}")
 
         if self.kernel not in KERNELS:
             raise bad("kernel", f"one of {KERNELS}")
@@ -125,7 +123,7 @@ class AttentionSpec:
             raise bad("implementation", "'xla' with mode='recurrent' (the Pallas kernels "
                       "replace the parallel and chunk modes)")
         if not (isinstance(self.alpha, int | float) and self.alpha > 0):
-            raise bad("alpha", "a number > 0 (the Ca²⁺ exponent)")
+            raise bad("alpha", "> 0 (the Ca²⁺ exponent)")
         if not (isinstance(self.pos_decay_init, int | float) and self.pos_decay_init > 0):
             raise bad("pos_decay_init", "a number > 0")
         if not (isinstance(self.eps, int | float) and self.eps >= 0):
@@ -202,8 +200,8 @@ def attention_spec(attention: str | AttentionSpec = "astro", **overrides: Any) -
     elif attention in VARIANTS:
         spec = VARIANTS[attention]
     else:
-        raise ValueError(f"attention variant {attention!r} is unknown; allowed: "
-                         f"{sorted(VARIANTS)} or an AttentionSpec")
+        raise ValueError(f"attention: expected one of the variants or an AttentionSpec, got "
+                         f"{attention!r}; allowed: {sorted(VARIANTS)}")
     given = {k: v for k, v in overrides.items()
              if v is not None and not (k == "m_div" and v == "paper")}
     unknown = sorted(set(given) - set(ATTENTION_FIELDS))
@@ -213,12 +211,16 @@ def attention_spec(attention: str | AttentionSpec = "astro", **overrides: Any) -
     if spec.kernel != "astro":
         astro_only = sorted(k for k in given if k in ASTRO_FIELDS)
         if astro_only:
-            raise ValueError(f"{astro_only} apply to the astro-family variants only, not "
-                             f"{spec.name!r}; astro-family variants: "
-                             f"{sorted(n for n, s in VARIANTS.items() if s.kernel == 'astro')}")
+            family = sorted(n for n, s in VARIANTS.items() if s.kernel == "astro")
+            raise ValueError(f"{astro_only[0]}: expected unset for attention={spec.name!r} "
+                             f"({astro_only} apply to the astro-family variants only: {family})")
     return dataclasses.replace(spec, **given) if given else spec
 
 
-def check_variant(variant: str) -> AttentionSpec:
-    """The :data:`VARIANTS` preset ``variant``; ValueError listing the valid names otherwise."""
-    return attention_spec(variant)
+
+def help_of(field: str) -> str:
+    """The one-line help declared with :class:`AttentionSpec`'s field ``field``."""
+    return _FIELDS[field].metadata["help"]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(AttentionSpec)}

@@ -13,9 +13,7 @@ from typing import Any
 
 import jax
 
-from astroflax.models import list_models, model_kwargs
-from astroflax.nn import EMBED_SCALES, POS_EMBEDDINGS, VARIANTS
-from astroflax.nn.spec import M_DIV_FORMS, parse_m_div
+from astroflax.models import LOGICAL_AXES, SETTINGS, check_model, keeps_preset
 
 #: Keys of ``config.model`` that are not model-constructor keywords.
 _MODEL_META = ("name",)
@@ -47,18 +45,16 @@ def model_overrides(model_cfg: Mapping[str, Any], data_overrides: Mapping[str, A
                     ) -> dict[str, Any]:
     """Keyword arguments for ``create_model(model_cfg.name, **kw)``.
 
-    Unset (None) fields keep the preset's value, and so does ``m_div="paper"`` (the variant's
-    own rule); attention-spec fields (``alpha``, ``m_div``, ``mode``, ``chunk_size``) pass as
-    keywords, which :func:`astroflax.models.create_model` folds into the spec; values the data
-    fixes (image size, vocabulary, ...) are added, and a config value that contradicts them is
-    an error.
+    A field at the value that keeps the preset's (None, or ``"paper"`` where the declaration's
+    default is ``"paper"``: :func:`astroflax.models.keeps_preset`) is left out; attention-spec
+    fields pass as keywords, which :func:`astroflax.models.create_model` folds into the spec;
+    values the data fixes (image size, vocabulary, ...) are added, and a config value that
+    contradicts them is an error.
 
     Raises:
       ConfigError: a field that contradicts the data.
     """
-    kw = {k: v for k, v in model_cfg.items() if k not in _MODEL_META and v is not None}
-    if kw.get("m_div") == "paper":
-        del kw["m_div"]
+    kw = {k: v for k, v in model_cfg.items() if k not in _MODEL_META and not keeps_preset(k, v)}
     for k, v in (data_overrides or {}).items():
         if k in kw and kw[k] != v:
             raise ConfigError(f"config.model.{k}: {kw[k]!r} contradicts the data, which "
@@ -87,7 +83,6 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
     rule targets that are not mesh axes, a logical name that is not one of astroflax's, and a
     mesh axis of size > 1 that neither splits the batch nor is used by any rule.
     """
-    from astroflax.nn.sharding import LOGICAL_AXES
     from astroflax.train.mesh import mesh_axes_of, resolve_shape
 
     axes, shape = tuple(mesh_cfg["axes"]), tuple(mesh_cfg["shape"])
@@ -124,6 +119,29 @@ def validate_mesh(mesh_cfg: Mapping[str, Any], num_devices: int) -> int:
     return math.prod(n for a, n in zip(axes, sizes, strict=True) if a in batch_axes)
 
 
+def check_model_section(model_cfg: Mapping[str, Any]) -> None:
+    """Checks ``config.model`` with the model's own checks (:func:`astroflax.models.check_model`).
+
+    The settings are declared, and checked, where they live (:data:`astroflax.models.SETTINGS`);
+    their ValueError is passed through with the field path in front.
+
+    Raises:
+      ConfigError: ``config.model.<field>: ...`` for a bad setting, ``config.model: ...`` for a
+        combination (a keyword the chosen model does not take, widths that do not divide).
+    """
+    try:
+        check_model(model_cfg["name"], **model_overrides(model_cfg))
+    except ValueError as e:
+        raise model_error(e) from None
+
+
+def model_error(e: ValueError) -> ConfigError:
+    """A model's or spec's ValueError as a ConfigError that names the ``config.model`` field."""
+    field, sep, rest = str(e).partition(": ")
+    return ConfigError(f"config.model.{field}: {rest}" if sep and field in SETTINGS
+                       else f"config.model: {e}")
+
+
 def validate_config(cfg: Any, num_devices: int | None = None, process_count: int | None = None
                     ) -> None:
     """Raises :class:`ConfigError` naming the first invalid field of a run config.
@@ -153,46 +171,7 @@ def validate_config(cfg: Any, num_devices: int | None = None, process_count: int
                f"by {TEXT_DATASETS})", cfg["data"]["max_len"])
         _check(isinstance(cfg["data"]["max_len"], int) and cfg["data"]["max_len"] > 0,
                "data.max_len", "a positive int", cfg["data"]["max_len"])
-    name = _get(cfg, "model.name")
-    _check(name in list_models(), "model.name", f"one of {list_models()}", name)
-    attention = _get(cfg, "model.attention")
-    _check(attention in VARIANTS, "model.attention", f"one of {sorted(VARIANTS)}", attention)
-    m = cfg["model"]
-    alpha = m.get("alpha")
-    if alpha is not None:
-        _check(alpha > 0, "model.alpha", "> 0 (the Ca²⁺ exponent)", alpha)
-        _check(VARIANTS[attention].kernel == "astro", "model.alpha",
-               f"unset for attention={attention!r} (an astro-family setting)", alpha)
-    if m.get("m_div") is not None:
-        try:
-            parse_m_div(m["m_div"])
-        except ValueError:
-            _check(False, "model.m_div", "one of " + ", ".join(M_DIV_FORMS), m["m_div"])
-    for k, allowed in (("pos_embedding", POS_EMBEDDINGS), ("embed_scale", EMBED_SCALES)):
-        if m.get(k) is not None:
-            _check(m[k] in allowed, f"model.{k}", f"one of {allowed}", m[k])
-    if m.get("causal") is not None:
-        _check(isinstance(m["causal"], bool), "model.causal", "True or False", m["causal"])
-    if m.get("dropout") is not None:
-        _check(0 <= m["dropout"] < 1, "model.dropout", "in [0, 1)", m["dropout"])
-    for k in ("features", "num_layers", "num_heads", "mlp_dim", "chunk_size", "patch_size",
-              "embed_dim"):
-        if m.get(k) is not None:
-            _check(isinstance(m[k], int) and m[k] > 0, f"model.{k}", "a positive int", m[k])
-    try:
-        model_kwargs(name, **model_overrides(m))
-    except ValueError as e:
-        raise ConfigError(f"config.model: {e}") from None
-    if m.get("implementation") == "pallas":
-        # Caught here rather than at the first step's trace, after the data is loaded. Imported
-        # on demand: Pallas adds about a second to an import.
-        from astroflax.kernels.pallas.attention import platform_backend
-
-        try:
-            platform_backend(interpret=False)
-        except ValueError:
-            _check(False, "model.implementation", f"'xla' on a {jax.default_backend()!r} backend "
-                   "(the Pallas kernels compile for GPU or TPU)", "pallas")
+    check_model_section(cfg["model"])
 
     t = cfg["train"]
     processes = process_count or jax.process_count()

@@ -31,43 +31,12 @@ run extrapolated from it; a variant marked "not timed" shares the architecture, 
 the step time, of the ``<task>_astro`` config. The paper runs are meant for a GPU/TPU, where
 they have not been timed; on a CPU use ``--config=<name>:smoke``.
 
-Field reference (every field exists in every config, so ``--config.x.y=...`` overrides any of
-them and a typo fails):
-
-* ``name``: the config's stem (reports).  ``seed``: init / dropout / shuffling seed.
-* ``data``: ``name`` (digits | cifar10 | imdb | wikitext2), ``data_dir`` (None: TFDS default;
-  WikiText-2: ``~/tensorflow_datasets/downloads/manual``), ``num_train`` / ``num_eval`` (caps,
-  None = all), ``max_len`` (text), ``vocab_size`` (IMDB / word-level WikiText cap),
-  ``tokenizer`` (gpt2 | word), ``glove_path`` (IMDB GloVe 840B 300-d text file),
-  ``augment`` (CIFAR crop + flip), ``eval_split`` (WikiText-2: validation | test).
-* ``model``: ``name`` (a preset of ``astroflax.models.list_models()``), ``attention`` (a
-  variant of docs/model.md §5, ``astroflax.nn.VARIANTS``, including the ``none`` control),
-  ``alpha`` (Ca²⁺ exponent override), ``m_div`` (``"paper"``, the default: the variant's own
-  rule, the preset's factor × D for the astro family and 1 for linear / kozachkov_rf; ``"m"``;
-  a number such as ``"64000"``; a factor of the width such as ``"500D"``),
-  ``pos_embedding`` (``"paper"``, the default: the paper's own mix, the astrocytic term alone
-  for astro / astro_no_nonlin and a sinusoidal table for the others; ``"none"``,
-  ``"sinusoidal"`` or ``"learned"`` for every variant alike), ``embed_scale`` (token models:
-  ``"sqrt_d"``, the model default, or ``"one"``), ``causal`` (LM only; False is a control that
-  sees the future), and constructor overrides left None to keep the preset (``features``,
-  ``num_layers``, ``num_heads``, ``mlp_dim``, ``dropout``, ``mode``, ``chunk_size``,
-  ``implementation`` (``"xla"``, or ``"pallas"`` for the fused GPU/TPU kernels),
-  ``patch_size``, ``embed_dim``, ``freeze_embedding``).
-* ``train``: ``batch_size`` (global), ``eval_batch_size`` (None = batch_size), ``num_epochs``
-  or ``num_train_steps`` (wins when set), ``learning_rate``, ``schedule`` (cosine | constant),
-  ``warmup_steps``, ``weight_decay``, ``b1``, ``b2``, ``grad_clip_norm``, ``log_every_steps``,
-  ``eval_every_steps`` (0 = every epoch), ``checkpoint_every_steps``, ``keep_checkpoints``,
-  ``target_accuracy`` (for epochs-to-target), ``data_parallel`` (split batches over all
-  devices).
-
-* ``mesh``: ``axes``, ``shape`` (-1 = the remaining devices), ``batch_axes`` (axes the batch
-  is split over), ``rules`` (logical parameter axis -> mesh axis, e.g. ``(("embed", "fsdp"),)``,
-  applied in order); ``num_devices`` (None = all; N = the first N, single process); default:
-  every device on ``data``. :func:`fsdp` switches a config to FSDP, :func:`tensor_parallel`
-  adds a ``model`` axis; see ``astroflax/train/mesh.py``.
-* ``distributed``: start ``jax.distributed`` (several hosts) even when no coordinator is given
-  by flags or environment: a bare ``initialize()`` auto-detects TPU pod slices and SLURM
-  (``astroflax/train/distributed.py``).
+Every field exists in every config, so ``--config.x.y=...`` overrides any of them and a typo
+fails; ``python -m experiments.run --help`` lists them with their help and defaults. Each is
+declared once: ``model.*`` on the attention spec and the model constructors (collected in
+:data:`astroflax.models.SETTINGS`; None, or ``"paper"`` where declared so, keeps the preset's
+value), the others in :data:`FIELDS` below. :func:`fsdp` switches a config to FSDP and
+:func:`tensor_parallel` adds a ``model`` mesh axis (see ``astroflax/train/mesh.py``).
 
 The config argument (``--config=cifar_astro:smoke``): ``smoke`` shrinks any config to a few
 seconds on CPU (tiny preset, 64 examples, 6 steps) with the same code path.
@@ -75,8 +44,12 @@ seconds on CPU (tiny preset, 64 examples, 6 steps) with the same code path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 from ml_collections import config_dict
+
+from astroflax.models import SETTINGS
 
 #: Paper setups (docs/model.md §7). Values the paper does not state are astroflax's choices, marked.
 PAPER = {
@@ -98,39 +71,84 @@ SMOKE_MODEL = {"cifar10": "tiny_cifar10", "imdb": "tiny_imdb", "wikitext2": "tin
 ARGS = (None, "", "smoke")
 
 
+#: Every field outside ``model``: ``(default, help)``, or ``(None, type, help)`` for a field
+#: that is unset by default (``--config.x=...`` then parses the value as ``type``).
+FIELDS: dict[str, dict[str, tuple]] = {
+    "": {
+        "name": ("", "the config's name (reports)"),
+        "seed": (0, "init / dropout / shuffling seed"),
+        "distributed": (False, "start jax.distributed even without coordinator flags (a bare "
+                               "initialize() auto-detects TPU pods and SLURM)"),
+    },
+    "data": {
+        "name": ("digits", "digits | cifar10 | imdb | wikitext2 | code (the Python stdlib "
+                           "source)"),
+        "data_dir": (None, str, "where the data lies (None: the TFDS default; WikiText-2: "
+                                "~/tensorflow_datasets/downloads/manual)"),
+        "num_train": (None, int, "cap on training examples (None = all)"),
+        "num_eval": (None, int, "cap on eval examples (None = all)"),
+        "max_len": (None, int, "sequence length of text datasets (imdb, wikitext2, code)"),
+        "vocab_size": (None, int, "vocabulary cap (IMDB, word-level WikiText-2)"),
+        "tokenizer": ("gpt2", "gpt2 | word (WikiText-2)"),
+        "glove_path": (None, str, "IMDB: GloVe 840B 300-d text file (the paper's input "
+                                  "vectors; None: learned embeddings)"),
+        "augment": (False, "CIFAR-10 / digits: random crop + flip"),
+        "eval_split": ("test", "WikiText-2: validation | test"),
+    },
+    "train": {
+        "batch_size": (32, "global batch size (at most the training set)"),
+        "eval_batch_size": (None, int, "eval batch size (None = batch_size)"),
+        "num_epochs": (10.0, "epochs to train (when num_train_steps is None)"),
+        "num_train_steps": (None, int, "steps to train (wins over num_epochs when set)"),
+        "learning_rate": (1e-3, "peak learning rate"),
+        "schedule": ("cosine", "cosine | constant (after warmup)"),
+        "warmup_steps": (0, "linear warmup steps"),
+        "weight_decay": (0.01, "AdamW weight decay"),
+        "b1": (0.9, "Adam beta1"),
+        "b2": (0.999, "Adam beta2"),
+        "grad_clip_norm": (None, float, "global gradient-norm clip (None = off)"),
+        "log_every_steps": (50, "steps between train-loss log lines"),
+        "eval_every_steps": (0, "steps between evaluations (0 = once per epoch)"),
+        "checkpoint_every_steps": (500, "steps between checkpoints"),
+        "keep_checkpoints": (2, "latest checkpoints kept (plus the best one)"),
+        "target_accuracy": (0.85, "accuracy for the epochs-to-target report"),
+        "data_parallel": (True, "split batches over all devices (False: one device)"),
+    },
+    "mesh": {
+        "axes": (("data",), "device mesh axis names"),
+        "shape": ((-1,), "mesh shape (-1 = the remaining devices)"),
+        "batch_axes": (("data",), "mesh axes the batch is split over"),
+        "rules": ((), "(logical parameter axis, mesh axis) sharding rules, e.g. "
+                      "(('embed', 'fsdp'),)"),
+        "num_devices": (None, int, "use the first N devices (None = all; single process)"),
+    },
+}
+
+
+def _value(declared: tuple) -> Any:
+    return config_dict.placeholder(declared[1]) if declared[0] is None else declared[0]
+
+
+def field_help() -> dict[str, str]:
+    """``{"train.batch_size": "global batch size ...", "model.alpha": ...}`` for every field."""
+    out = {(f"{section}." if section else "") + k: v[-1]
+           for section, fields in FIELDS.items() for k, v in fields.items()}
+    out.update({f"model.{k}": s.help for k, s in SETTINGS.items()})
+    return out
+
+
 def base_config(name: str) -> ml_collections.ConfigDict:
-    """Every field with a neutral default (see the module docstring)."""
-    c = ml_collections.ConfigDict()
+    """Every field at its declared default (:data:`FIELDS`, :data:`astroflax.models.SETTINGS`)."""
+    c = ml_collections.ConfigDict({k: _value(v) for k, v in FIELDS[""].items()})
     c.name = name
-    c.seed = 0
-    c.distributed = False
-    c.data = ml_collections.ConfigDict({
-        "name": "digits", "data_dir": config_dict.placeholder(str),
-        "num_train": config_dict.placeholder(int), "num_eval": config_dict.placeholder(int),
-        "max_len": config_dict.placeholder(int), "vocab_size": config_dict.placeholder(int),
-        "tokenizer": "gpt2", "glove_path": config_dict.placeholder(str), "augment": False,
-        "eval_split": "test"})
-    c.model = ml_collections.ConfigDict({
-        "name": "tiny_cifar10", "attention": "astro", "alpha": config_dict.placeholder(float),
-        "features": config_dict.placeholder(int), "num_layers": config_dict.placeholder(int),
-        "num_heads": config_dict.placeholder(int), "mlp_dim": config_dict.placeholder(int),
-        "dropout": config_dict.placeholder(float), "m_div": "paper",
-        "mode": config_dict.placeholder(str), "chunk_size": config_dict.placeholder(int),
-        "implementation": config_dict.placeholder(str),
-        "patch_size": config_dict.placeholder(int), "embed_dim": config_dict.placeholder(int),
-        "freeze_embedding": config_dict.placeholder(bool),
-        "pos_embedding": "paper", "embed_scale": config_dict.placeholder(str),
-        "causal": config_dict.placeholder(bool)})
-    c.train = ml_collections.ConfigDict({
-        "batch_size": 32, "eval_batch_size": config_dict.placeholder(int), "num_epochs": 10.0,
-        "num_train_steps": config_dict.placeholder(int), "learning_rate": 1e-3,
-        "schedule": "cosine", "warmup_steps": 0, "weight_decay": 0.01, "b1": 0.9, "b2": 0.999,
-        "grad_clip_norm": config_dict.placeholder(float), "log_every_steps": 50,
-        "eval_every_steps": 0, "checkpoint_every_steps": 500, "keep_checkpoints": 2,
-        "target_accuracy": 0.85, "data_parallel": True})
-    c.mesh = ml_collections.ConfigDict({
-        "axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
-        "num_devices": config_dict.placeholder(int)})
+    for section in ("data", "model", "train", "mesh"):
+        if section == "model":
+            c.model = ml_collections.ConfigDict({
+                k: config_dict.placeholder(s.type) if s.default is None else s.default
+                for k, s in SETTINGS.items()})
+        else:
+            c[section] = ml_collections.ConfigDict(
+                {k: _value(v) for k, v in FIELDS[section].items()})
     return c
 
 

@@ -22,6 +22,7 @@ def smoke_config():
     ("model.m_div", "0", r"config\.model\.m_div: expected one of 'paper', 'm', a positive"),
     ("model.m_div", "500E", r"config\.model\.m_div: expected one of .*'500D'"),
     ("model.pos_embedding", "auto", r"config\.model\.pos_embedding: expected one of"),
+    # A token-model setting, so checked on a token model (a ViT takes no embed_scale at all).
     ("model.embed_scale", "two", r"config\.model\.embed_scale: expected one of"),
     ("model.name", "paper_mnist", r"config\.model\.name: expected one of"),
     ("model.attention", "flash", r"config\.model\.attention: expected one of"),
@@ -29,12 +30,13 @@ def smoke_config():
     ("train.learning_rate", -1.0, r"config\.train\.learning_rate"),
     ("train.schedule", "linear", r"config\.train\.schedule"),
     ("data.name", "mnist", r"config\.data\.name"),
-    ("model.implementation", "triton", r"config\.model: .*implementation: expected one of"),
+    ("model.implementation", "triton", r"config\.model\.implementation: expected one of"),
     ("model.implementation", "pallas", r"config\.model\.implementation: expected 'xla' on a "
                                        r"'cpu' backend"),
 ])
 def test_invalid_values_fail_naming_the_field(field, value, message):
-    cfg = smoke_config()
+    cfg = (common.paper_config("imdb", "astro", "imdb_astro", "smoke")
+           if field == "model.embed_scale" else smoke_config())
     section, key = field.split(".")
     cfg[section][key] = value
     with pytest.raises(ConfigError, match=message):
