@@ -174,9 +174,14 @@ def cifar10_splits(data_dir: str | Path | None) -> tuple[ImageRecords, ImageReco
     return out[0], out[1]
 
 
-def imdb_splits(data_dir: str | Path | None) -> tuple[list[dict[str, Any]],
-                                                      list[dict[str, Any]]] | None:
+def imdb_splits(data_dir: str | Path | None, *, raw: bool = False
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """``(train, test)`` reviews ``{"text": str, "label": 0 neg | 1 pos}``, or None if absent.
+
+    Args:
+      data_dir: ``data.data_dir`` (see :func:`search_dirs`).
+      raw: give ``"text"`` as the file's bytes, undecoded (byte-level readers need the bytes
+        exactly; decoding replaces invalid UTF-8).
 
     Raises:
       DataNotFoundError: an unreadable archive, or one without labelled reviews.
@@ -188,7 +193,8 @@ def imdb_splits(data_dir: str | Path | None) -> tuple[list[dict[str, Any]],
     for m, data in _members(source, _IMDB_FILE):
         split, polarity, name = m.groups()
         found[split].append((f"{polarity}/{name}", {
-            "text": data.decode("utf-8", errors="replace"), "label": int(polarity == "pos")}))
+            "text": data if raw else data.decode("utf-8", errors="replace"),
+            "label": int(polarity == "pos")}))
     if not found["train"] and not found["test"]:
         raise _bad(f"{source} holds no aclImdb/{{train,test}}/{{pos,neg}}/*.txt reviews: not the "
                    f"IMDB release ({IMDB_URL})")
