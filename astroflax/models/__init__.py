@@ -27,15 +27,14 @@ Fields of the attention spec are accepted as keywords too and replace the varian
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import jax
 from flax import nnx
 
 from astroflax.models.lm import AstroLM
-from astroflax.models.settings import SETTINGS, Setting, keeps_preset
-from astroflax.models.text import AstroTextClassifier
+from astroflax.models.settings import SETTINGS, Setting, constructor_parameters, keeps_preset
+from astroflax.models.text import AstroPairClassifier, AstroTextClassifier
 from astroflax.models.vit import AstroViT
 from astroflax.nn.sharding import LOGICAL_AXES
 from astroflax.nn.spec import ATTENTION_FIELDS, VARIANTS, attention_spec
@@ -80,8 +79,7 @@ def model_kwargs(name: str, **overrides: Any) -> tuple[type[nnx.Module], dict[st
         raise ValueError(f"name: expected one of the presets, got {name!r}; allowed: "
                          f"{list_models()}")
     cls, preset, factor = PRESETS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters
-                if p not in ("self", "rngs")]
+    accepted = [p for p in constructor_parameters(cls) if p != "rngs"]
     unknown = sorted(set(overrides) - set(accepted) - set(ATTENTION_FIELDS))
     if unknown:
         raise ValueError(f"{name} ({cls.__name__}) does not accept {unknown}; allowed: "
@@ -148,6 +146,7 @@ __all__ = [
     "SETTINGS",
     "VARIANTS",
     "AstroLM",
+    "AstroPairClassifier",
     "AstroTextClassifier",
     "AstroViT",
     "Setting",

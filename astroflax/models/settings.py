@@ -24,13 +24,14 @@ from typing import Any
 from flax import nnx
 
 from astroflax.models.lm import AstroLM
-from astroflax.models.text import AstroTextClassifier
+from astroflax.models.text import AstroPairClassifier, AstroTextClassifier
 from astroflax.models.vit import AstroViT
 from astroflax.nn.spec import AttentionSpec, help_of
 
 #: The zoo's model classes, in the order their docstrings are read for a setting's help (a
 #: later class may refer to an earlier one: ``as in AstroViT``).
-MODEL_CLASSES: tuple[type[nnx.Module], ...] = (AstroViT, AstroTextClassifier, AstroLM)
+MODEL_CLASSES: tuple[type[nnx.Module], ...] = (AstroViT, AstroTextClassifier, AstroLM,
+                                                AstroPairClassifier)
 #: Constructor arguments that are not settings: the spec object is set through ``attention``
 #: (a variant name) and the spec's own fields; dtypes and RNGs are objects, not config values.
 _NOT_SETTINGS = ("self", "rngs", "dtype", "param_dtype")
@@ -113,14 +114,36 @@ def docstring_args(fn: Any) -> dict[str, str]:
     return out
 
 
+def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters ``cls(...)`` accepts, ``self`` and ``**kwargs`` left out.
+
+    A constructor that passes ``**kwargs`` on to its base class accepts the base's parameters
+    too (its own declaration wins): ``AstroPairClassifier`` takes every argument of
+    ``AstroTextClassifier``.
+    """
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        out.update({n: p for n, p in params.items() if n not in out and n != "self"
+                    and p.kind is not inspect.Parameter.VAR_KEYWORD})
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    return out
+
+
 def _model_settings() -> dict[str, Setting]:
     out: dict[str, Setting] = {}
     helps: dict[str, str] = {}
     for cls in reversed(MODEL_CLASSES):     # the first class's entry wins
         helps.update(docstring_args(cls.__init__))
     for cls in MODEL_CLASSES:
-        hints = typing.get_type_hints(cls.__init__)
-        for name, p in inspect.signature(cls.__init__).parameters.items():
+        hints: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" in vars(klass) and klass is not object:
+                hints.update(typing.get_type_hints(klass.__init__))
+        for name, p in constructor_parameters(cls).items():
             kind = _simple_type(hints.get(name))
             if name in _NOT_SETTINGS or kind is None:
                 continue

@@ -24,8 +24,8 @@ def test_every_spec_field_and_constructor_keyword_is_a_setting_with_its_declared
             continue
         assert SETTINGS[f.name].help == f.metadata["help"] and SETTINGS[f.name].source == "spec"
     for cls in MODEL_CLASSES:
-        for p in inspect.signature(cls.__init__).parameters:
-            if p in ("self", "rngs", "dtype", "param_dtype"):
+        for p, param in inspect.signature(cls.__init__).parameters.items():
+            if p in ("self", "rngs", "dtype", "param_dtype") or param.kind is param.VAR_KEYWORD:
                 continue
             assert p in SETTINGS and SETTINGS[p].help, (cls.__name__, p)
     assert {cls for cls, _, _ in PRESETS.values()} <= set(MODEL_CLASSES)
