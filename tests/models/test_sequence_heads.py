@@ -40,7 +40,7 @@ def test_cls_pooling_reads_the_classification_token_a_mean_pooled_model_does_not
     assert not np.allclose(cls_model(tokens)[0], logits)
     with pytest.raises(ValueError, match="exceeds the model's max_len"):
         cls_model(_tokens(jax.random.key(3), 1, KW["max_len"] + 1))
-    with pytest.raises(ValueError, match="^pooling: expected one of"):
+    with pytest.raises(ValueError, match=r"^pooling: expected one of"):
         AstroTextClassifier(**KW, pooling="max", rngs=nnx.Rngs(0))
 
 
