@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from astroflax.data import IGNORE, DataConfigError
+from astroflax.data import IGNORE, DataConfigError, eval_batches, train_batches
 from astroflax.data.mqar import (
     CPU_GRID,
     CPU_VOCAB,
@@ -166,6 +166,12 @@ def test_load_mqar_dataset():
     # Examples read one by one equal the vectorised split (same seed, eval stream).
     ref = generate(12, vocab_size=CPU_VOCAB, max_len=L, num_pairs=K, seed=1, split="eval")
     np.testing.assert_array_equal(x, ref.arrays()[0])
+    # The trainer's batch streams stack them.
+    batch = train_batches(ds, 8, seed=0)[0]
+    assert batch["inputs"].shape == batch["targets"].shape == (8, L)
+    assert batch["targets"].dtype == np.int32 and ((batch["targets"] != IGNORE).sum(1) == K).all()
+    last = list(eval_batches(ds, 8))[-1]
+    assert last["inputs"].shape == (8, L) and last["weight"].tolist() == [1.0] * 4 + [0.0] * 4
 
 
 def test_recall_task_scores_only_the_labelled_positions():
