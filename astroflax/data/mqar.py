@@ -69,7 +69,9 @@ PAPER_NUM_EVAL = 3_000
 POWER_A = 0.01
 
 #: Smaller settings for CPU runs of a small (2-layer) model: the same generator at V = 256,
-#: L = 64 and K = 4, 8 or 16, with fewer examples.
+#: L = 64 and K = 4, 8 or 16, with fewer examples. A 2-layer softmax ``AstroLM`` (features 64,
+#: 1 head, learned positions; AdamW, lr 3e-3 cosine, weight decay 0.1, batch 64) reaches
+#: ≥ 0.99 eval accuracy on them within 1 500 steps at K = 4 and 2 500 steps at K = 16.
 CPU_VOCAB = 256
 CPU_GRID = ((64, 4), (64, 8), (64, 16))
 CPU_NUM_TRAIN = 20_000
