@@ -84,17 +84,25 @@ _DISTRIBUTED = flags.DEFINE_bool(
 def resolve_config_arg(value: str) -> str:
     """``cifar_astro[.py][:arg]`` -> ``<repo>/experiments/configs/cifar_astro.py[:arg]``.
 
-    A value naming an existing file is kept; an unknown bare name lists the configs.
+    A value naming an existing file is kept. A bare name with no file of its own may name a
+    config *family*, one module serving every attention variant: ``listops_softmax[:smoke]``
+    -> ``<repo>/experiments/configs/listops.py:softmax[:smoke]`` (the longest family prefix
+    wins, so ``listops_cpu_astro`` is ``listops_cpu.py`` with ``astro``; the module checks the
+    variant). An unknown bare name lists the configs.
     """
     path, sep, arg = value.partition(":")
     if Path(path).is_file():
         return value
     stem = Path(path).name.removesuffix(".py")
     candidate = CONFIGS / f"{stem}.py"
-    if "/" in path or not candidate.is_file():
-        names = sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
-        raise SystemExit(f"--config={value}: no such file or config; configs: {names}")
-    return f"{candidate}{sep}{arg}"
+    if "/" not in path and candidate.is_file():
+        return f"{candidate}{sep}{arg}"
+    parts = stem.split("_")
+    for i in range(len(parts) - 1, 0, -1):
+        family = CONFIGS / f"{'_'.join(parts[:i])}.py"
+        if "/" not in path and family.stem in config_families() and family.is_file():
+            return f"{family}:{'_'.join(parts[i:])}{sep}{arg}"
+    raise SystemExit(f"--config={value}: no such file or config; configs: {config_names()}")
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
@@ -108,9 +116,23 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def config_families() -> list[str]:
+    """Config modules that serve one config per attention variant (``FAMILY = True`` in them).
+
+    Read from the files' text, not imported: resolving a name must not import JAX.
+    """
+    return sorted(p.stem for p in CONFIGS.glob("*.py")
+                  if re.search(r"^FAMILY = True", p.read_text(), re.MULTILINE))
+
+
 def config_names() -> list[str]:
-    """The configs of experiments/configs/ (bare names ``--config`` accepts)."""
-    return sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
+    """The configs of experiments/configs/ (bare names ``--config`` accepts).
+
+    A family module stands for its variants: ``listops_<variant>``.
+    """
+    families = set(config_families())
+    return sorted(p.stem + ("_<variant>" if p.stem in families else "")
+                  for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
 
 
 def _flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
@@ -132,7 +154,8 @@ def help_text(config_arg: str | None = None) -> str:
 
     lines = [__doc__.strip(), "", "Configs (--config=NAME[:smoke]):"]
     for name in config_names():
-        doc = (CONFIGS / f"{name}.py").read_text().split('"""')[1].strip().splitlines()[0]
+        file = CONFIGS / f"{name.removesuffix('_<variant>')}.py"
+        doc = file.read_text().split('"""')[1].strip().splitlines()[0]
         lines.append(f"  {name:28s} {doc}")
     lines += ["", "Flags:"]
     for flag in (_CONFIG, _WORKDIR, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID, _DISTRIBUTED):
@@ -192,7 +215,8 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS["config"].present:
         logging.info("no --config given: running the offline default %s (scikit-learn digits)",
                      DEFAULT)
-    stem = Path(filename).stem + (f"_{arg}" if arg else "")
+    # listops.py:softmax:smoke (a family's variant) -> runs/listops_softmax_smoke
+    stem = Path(filename).stem + (f"_{arg.replace(':', '_')}" if arg else "")
     workdir = _WORKDIR.value or str(Path("runs") / stem)
     logging.info("config %s -> workdir %s", stem, workdir)
     try:

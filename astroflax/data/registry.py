@@ -13,11 +13,20 @@ from astroflax.data.base import Dataset
 from astroflax.data.code import load_code
 from astroflax.data.images import load_cifar10, load_digits
 from astroflax.data.imdb import load_imdb
+from astroflax.data.lra import (
+    load_lra_image,
+    load_lra_pathfinder,
+    load_lra_retrieval,
+    load_lra_text,
+)
+from astroflax.data.mqar import load_mqar
 from astroflax.data.wikitext import load_wikitext2
 
 DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "digits": load_digits, "cifar10": load_cifar10, "imdb": load_imdb,
-    "wikitext2": load_wikitext2, "code": load_code}
+    "wikitext2": load_wikitext2, "code": load_code, "mqar": load_mqar,
+    "lra_text": load_lra_text, "lra_retrieval": load_lra_retrieval, "lra_image": load_lra_image,
+    "lra_pathfinder": load_lra_pathfinder}
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:

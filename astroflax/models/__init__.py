@@ -60,6 +60,32 @@ PRESETS: dict[str, tuple[type[nnx.Module], dict[str, Any], float | None]] = {
     "tiny_wikitext2": (AstroLM, {
         "vocab_size": 50, "max_len": 16, "features": 16, "num_layers": 2, "num_heads": 2,
         "tie_embeddings": True, "chunk_size": 4}, 100.0),
+    # Long range (LRA's released transformer_base configs; see docs/tasks.md). LRA's qkv width
+    # equals the model width here except Pathfinder (LRA: qkv 16 at D = 32); ours is always D.
+    "lra_listops": (AstroTextClassifier, {
+        "vocab_size": 16, "num_classes": 10, "max_len": 2000, "features": 512,
+        "num_layers": 6, "num_heads": 8, "mlp_dim": 2048, "pooling": "cls", "dropout": 0.1},
+        500.0),
+    "lra_text": (AstroTextClassifier, {
+        "vocab_size": 257, "num_classes": 2, "max_len": 4000, "features": 256,
+        "num_layers": 4, "num_heads": 4, "mlp_dim": 1024, "pooling": "cls", "dropout": 0.1},
+        500.0),
+    "lra_retrieval": (AstroPairClassifier, {
+        "vocab_size": 257, "num_classes": 2, "max_len": 4000, "features": 128,
+        "num_layers": 4, "num_heads": 4, "mlp_dim": 512, "pooling": "cls", "dropout": 0.1},
+        500.0),
+    "lra_image": (AstroTextClassifier, {
+        "vocab_size": 256, "num_classes": 10, "max_len": 1024, "features": 32,
+        "num_layers": 1, "num_heads": 1, "mlp_dim": 64, "pooling": "cls", "dropout": 0.3,
+        "pos_embedding": "learned", "pad_id": -1}, 500.0),
+    "lra_pathfinder": (AstroTextClassifier, {
+        "vocab_size": 256, "num_classes": 2, "max_len": 1024, "features": 32,
+        "num_layers": 4, "num_heads": 4, "mlp_dim": 32, "pooling": "mean", "dropout": 0.2,
+        "pos_embedding": "learned", "pad_id": -1}, 500.0),
+    # The CPU tier of ListOps (docs/tasks.md): small enough to train in minutes on 2 cores.
+    "small_listops": (AstroTextClassifier, {
+        "vocab_size": 16, "num_classes": 10, "max_len": 512, "features": 64,
+        "num_layers": 2, "num_heads": 4, "mlp_dim": 128, "pooling": "cls"}, 500.0),
 }
 
 

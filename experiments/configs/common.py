@@ -49,7 +49,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from astroflax.models import SETTINGS
+from astroflax.models import SETTINGS, VARIANTS
 
 #: Paper setups (docs/model.md §7). Values the paper does not state are astroflax's choices, marked.
 PAPER = {
@@ -93,7 +93,12 @@ FIELDS: dict[str, dict[str, tuple]] = {
         "glove_path": (None, str, "IMDB: GloVe 840B 300-d text file (the paper's input "
                                   "vectors; None: learned embeddings)"),
         "augment": (False, "CIFAR-10 / digits: random crop + flip"),
-        "eval_split": ("test", "WikiText-2: validation | test"),
+        "eval_split": ("test", "WikiText-2: validation | test; LRA Image / Retrieval / "
+                               "Pathfinder: validation | test"),
+        "seed": (0, "seed of generated data (MQAR); the same seed gives the same examples"),
+        "num_pairs": (None, int, "MQAR: key-value pairs K per sequence (4K <= max_len)"),
+        "power_a": (None, float, "MQAR: query slots drawn with p(i) ~ a i^(a-1) (None: "
+                                 "Zoology's 0.01)"),
     },
     "train": {
         "batch_size": (32, "global batch size (at most the training set)"),
@@ -179,6 +184,37 @@ def tensor_parallel(c: ml_collections.ConfigDict, model_size: int) -> ml_collect
     c.mesh.shape = (*c.mesh.shape, int(model_size))
     c.mesh.rules = (*c.mesh.rules, ("heads", "model"), ("mlp", "model"))
     return c
+
+
+def family_arg(arg: str | None) -> tuple[str, bool]:
+    """``"softmax"`` / ``"softmax:smoke"`` (a family config's argument) -> ``(variant, smoke)``.
+
+    ``--config=listops_softmax:smoke`` reaches the ``listops`` family module as
+    ``"softmax:smoke"`` (``experiments/run.py`` resolves the name).
+
+    Raises:
+      ValueError: no variant, an unknown variant (lists them) or an argument other than smoke.
+    """
+    variant, _, rest = (arg or "").partition(":")
+    if variant not in VARIANTS:
+        raise ValueError(f"config variant {variant!r}: expected one of {sorted(VARIANTS)} "
+                         "(--config=<family>_<variant>[:smoke])")
+    return variant, parse_arg(rest)
+
+
+def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A smoke run of a long-range config: its own preset at width 16, 1 layer, 2 heads.
+
+    The model class, pooling and positions stay the preset's (so the smoke run takes the
+    family's code path); 64 / 32 examples, the smoke schedule (:func:`smoke_schedule`).
+    """
+    c.model.update({"features": 16, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
+                    "chunk_size": 8})
+    if c.model.mlp_dim != 0:
+        c.model.mlp_dim = 32
+    c.data.num_train, c.data.num_eval = 64, 32
+    c.train.eval_batch_size = None
+    return smoke_schedule(c)
 
 
 def parse_arg(arg: str | None) -> bool:
