@@ -9,8 +9,6 @@ from astroflax.nn.astro_attention import (
 from astroflax.nn.attention import DecodeState, make_attention
 from astroflax.nn.blocks import (
     BlockStack,
-    DecoderBlock,
-    EncoderBlock,
     FeedForward,
     TransformerBlock,
 )
@@ -45,8 +43,6 @@ __all__ = [
     "AttentionSpec",
     "BlockStack",
     "DecodeState",
-    "DecoderBlock",
-    "EncoderBlock",
     "FeedForward",
     "FrozenEmbedding",
     "KVCache",

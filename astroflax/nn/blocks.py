@@ -92,7 +92,8 @@ class TransformerBlock(nnx.Module):
 
         Args:
           features: width ``D``. num_heads: ``H``. max_len: ``T_max``.
-          causal: decoder block (causal attention).
+          causal: True for a decoder block (query ``i`` sees ``t <= i``), False for an
+            encoder block (every token sees every token).
           attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
             :data:`astroflax.nn.VARIANTS` (``none``: the block is its FFN only).
           mlp_dim: FFN width (default ``4·D``; the paper does not state it).
@@ -143,22 +144,6 @@ class TransformerBlock(nnx.Module):
              ) -> tuple[Array, DecodeState]:
         """One token ``x_t [B, D]`` -> ``(y_t [B, D], state)``."""
         return self._mix(x_t, lambda h: self.attention.step(h, state))
-
-
-class EncoderBlock(TransformerBlock):
-    """A non-causal :class:`TransformerBlock` (encoder; every token sees every token)."""
-
-    def __init__(self, features: int, num_heads: int, **kwargs: Any):
-        """As :class:`TransformerBlock` with ``causal=False``."""
-        super().__init__(features, num_heads, causal=False, **kwargs)
-
-
-class DecoderBlock(TransformerBlock):
-    """A causal :class:`TransformerBlock` (decoder-only LM; query ``i`` sees ``t <= i``)."""
-
-    def __init__(self, features: int, num_heads: int, **kwargs: Any):
-        """As :class:`TransformerBlock` with ``causal=True``."""
-        super().__init__(features, num_heads, causal=True, **kwargs)
 
 
 class BlockStack(nnx.Module):
