@@ -29,6 +29,7 @@ from astroflax.kernels.feature_maps import apply_feature_map
 from astroflax.nn.attention_base import (
     ProjectedAttention,
     output_from_head_major,
+    prefill_start,
     project_head_major,
 )
 from astroflax.nn.sharding import eager_sharding_active, param
@@ -248,22 +249,44 @@ class AstroAttention(ProjectedAttention):
         return RecurrentState(astro=state, position=jnp.zeros((), jnp.int32),
                               pos_keys=self.positional_keys())
 
-    def prefill(self, x: Array) -> tuple[Array, RecurrentState]:
-        """Causal attention over a prompt ``x [B, P, D]`` plus the decoding state after it.
+    def prefill(self, x: Array, state: RecurrentState | None = None
+                ) -> tuple[Array, RecurrentState]:
+        """Causal attention over ``x [B, P, D]``, from the start or continuing ``state``.
+
+        With a state (from :meth:`init_decode_state`, :meth:`prefill` or :meth:`step`) the
+        tokens sit at positions ``state.position .. state.position + P - 1``: the kernel starts
+        from the state's ``S, z`` and reads those rows of the positional term, so
+        ``prefill(x[:, :a])`` then ``prefill(x[:, a:], state)`` gives the outputs and the final
+        state of ``prefill(x)`` (to rounding), in every kernel mode and implementation (each
+        takes an initial state; a replacement ``kernel`` must honour ``initial_state`` too).
+        The positional term is recomputed from the current parameters, not read from
+        ``state.pos_keys``, so a segment recurrence differentiates through it.
+
+        Args:
+          x: ``[B, P, D]``, ``P >= 1``.
+          state: None (position 0, empty state) or this layer's decoding state.
 
         Returns:
-          ``(y [B, P, D], state)`` ready for :meth:`step` at position ``P``: the kernel's final
-          state (its mode, no re-run later) and the positional term of the whole window.
+          ``(y [B, P, D], state)`` ready for :meth:`step` at position ``state.position + P``:
+          the kernel's final state (its mode, no re-run later) and the positional term of the
+          whole window.
+
+        Raises:
+          ValueError: a non-causal layer, a state of another layer kind or shape, or
+            ``position + P > max_len`` (see :func:`astroflax.nn.attention_base.prefill_start`;
+            a traced position is not checked).
         """
         self._require_causal("prefill")
-        self._check_length(x.shape[1])
+        P = x.shape[1]
+        self._check_length(P)
+        start = prefill_start(state, RecurrentState, P, self.max_len)
         q, k, v = self._qkv(x)
         A = self.positional_keys()
-        y, astro = self._astro(q, k, v, mask=None, pos_keys=A, mode=self.spec.mode,
+        rows = A if A is None or state is None else jax.lax.dynamic_slice_in_dim(A, start, P)
+        y, astro = self._astro(q, k, v, mask=None, pos_keys=rows, mode=self.spec.mode,
+                               initial_state=None if state is None else state.astro,
                                return_state=True)
-        return self.out(y), RecurrentState(astro=astro, position=jnp.asarray(x.shape[1],
-                                                                             jnp.int32),
-                                           pos_keys=A)
+        return self.out(y), RecurrentState(astro=astro, position=start + P, pos_keys=A)
 
     def step(self, x_t: Array, state: RecurrentState) -> tuple[Array, RecurrentState]:
         """One token: ``x_t [B, D]`` at position ``state.position`` -> ``(y_t [B, D], state)``.

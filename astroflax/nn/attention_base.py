@@ -4,6 +4,7 @@
 :class:`astroflax.nn.SoftmaxAttention`: ``W_Q, W_K`` (``D -> H·m``), ``W_V`` (``D -> H·d``),
 ``W_O`` (``H·d -> D``). :func:`project_head_major` and :func:`output_from_head_major` apply
 those projections with head-major activations, for kernels that read ``[B, H, T, *]``.
+:func:`prefill_start` is where every layer's ``prefill`` continues from a decoding state.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
 from astroflax.nn.sharding import partitioned
 
-__all__ = ["ProjectedAttention", "output_from_head_major", "project_head_major"]
+__all__ = ["ProjectedAttention", "output_from_head_major", "prefill_start",
+           "project_head_major"]
 
 
 class ProjectedAttention(nnx.Module):
@@ -98,3 +101,35 @@ def _einsum_projection(proj: nnx.LinearGeneral, x: Array, equation: str,
     y = jnp.einsum(equation, x, kernel, precision=proj.precision,
                    preferred_element_type=proj.preferred_element_type)
     return y if bias is None else y + bias_layout(bias)
+
+
+def prefill_start(state: Any | None, state_type: type, length: int, max_len: int) -> Array:
+    """The position a prefill of ``length`` tokens starts at: 0, or ``state.position``.
+
+    Args:
+      state: None (a fresh sequence) or the decoding state a layer's ``init_decode_state``,
+        ``prefill`` or ``step`` returned (its ``position`` an ``[]`` int32 array).
+      state_type: the state class the layer keeps (``RecurrentState``, ``KVCache``, ...).
+      length: ``P``, the tokens of the prefill. max_len: the layer's ``T_max``.
+
+    Returns:
+      ``[]`` int32: the position of the first token.
+
+    Raises:
+      ValueError: a state of another class, or ``position + length > max_len`` (a
+        continuation past the window). A traced position (the state passed into ``jit``) is
+        not checked, as in ``step``: check the total length before tracing.
+    """
+    if state is None:
+        return jnp.zeros((), jnp.int32)
+    if not isinstance(state, state_type):
+        raise ValueError(f"state: expected the {state_type.__name__} that this layer's "
+                         f"init_decode_state, prefill or step returns, got "
+                         f"{type(state).__name__}")
+    position = state.position
+    if not isinstance(position, jax.core.Tracer) and int(position) + length > max_len:
+        raise ValueError(f"prefill of {length} tokens from position {int(position)} runs past "
+                         f"the model's max_len (T_max) {max_len}: position + length must be "
+                         f"<= {max_len}; start a new state (init_decode_state) or build the "
+                         "model with a larger max_len")
+    return jnp.asarray(position, jnp.int32)

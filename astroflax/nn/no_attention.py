@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
+from astroflax.nn.attention_base import prefill_start
 from astroflax.nn.spec import VARIANTS
 
 __all__ = ["NoAttention", "PositionState"]
@@ -46,9 +47,18 @@ class NoAttention(nnx.Module):
         del batch_size
         return PositionState(position=jnp.zeros((), jnp.int32))
 
-    def prefill(self, x: Array) -> tuple[Array, PositionState]:
-        """``x [B, P, D]`` -> ``(zeros [B, P, D], position P)``."""
-        return jnp.zeros_like(x), PositionState(position=jnp.asarray(x.shape[1], jnp.int32))
+    def prefill(self, x: Array, state: PositionState | None = None
+                ) -> tuple[Array, PositionState]:
+        """``x [B, P, D]`` -> ``(zeros [B, P, D], position p + P)``, ``p = state.position`` or 0.
+
+        Raises:
+          ValueError: a state of another layer kind, or ``p + P > max_len`` (see
+            :func:`astroflax.nn.attention_base.prefill_start`; a traced position is not
+            checked).
+        """
+        P = x.shape[1]
+        start = prefill_start(state, PositionState, P, self.max_len)
+        return jnp.zeros_like(x), PositionState(position=start + P)
 
     def step(self, x_t: Array, state: PositionState) -> tuple[Array, PositionState]:
         """``x_t [B, D]`` -> ``(zeros [B, D], position + 1)``."""

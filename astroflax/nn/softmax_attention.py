@@ -11,7 +11,7 @@ from flax import nnx
 from jax import Array
 
 from astroflax.kernels import softmax_attention
-from astroflax.nn.attention_base import ProjectedAttention
+from astroflax.nn.attention_base import ProjectedAttention, prefill_start
 from astroflax.nn.spec import VARIANTS
 
 __all__ = ["KVCache", "SoftmaxAttention"]
@@ -70,12 +70,36 @@ class SoftmaxAttention(ProjectedAttention):
                        v=jnp.zeros((batch_size, self.max_len, H, self.d), dt),
                        position=jnp.zeros((), jnp.int32))
 
-    def prefill(self, x: Array) -> tuple[Array, KVCache]:
-        """Causal attention over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], cache)``."""
+    def prefill(self, x: Array, state: KVCache | None = None) -> tuple[Array, KVCache]:
+        """Causal attention over ``x [B, P, D]``, from the start or continuing a cache.
+
+        Without a state: the whole-sequence kernel (or the replacement ``kernel``) and a fresh
+        cache. With one (from :meth:`init_decode_state`, :meth:`prefill` or :meth:`step`),
+        through the cache as :meth:`step` does (the replacement ``kernel`` is not used): the
+        tokens sit at positions ``p .. p + P - 1`` (``p = state.position``); their keys and
+        values are written there and query ``p + i`` attends over cached positions
+        ``0 .. p + i``, so ``prefill(x[:, :a])`` then ``prefill(x[:, a:], state)`` gives the
+        outputs and the cache of ``prefill(x)`` (to rounding).
+
+        Args:
+          x: ``[B, P, D]``, ``P >= 1``.
+          state: None (position 0) or this layer's :class:`KVCache`.
+
+        Returns:
+          ``(y [B, P, D], cache)`` ready for :meth:`step` at position ``p + P``.
+
+        Raises:
+          ValueError: a non-causal layer, a state of another layer kind, or ``p + P > max_len``
+            (see :func:`astroflax.nn.attention_base.prefill_start`; a traced position is not
+            checked).
+        """
         self._require_causal("prefill")
         B, P, _ = x.shape
         self._check_length(P)
+        prefill_start(state, KVCache, P, self.max_len)
         q, k, v = self._qkv(x)
+        if state is not None:
+            return self._attend_cached(q, k, v, state)
         y = self._softmax(q, k, v, mask=None)
         cache = self.init_decode_state(B)
         return self.out(y), KVCache(k=cache.k.at[:, :P].set(k.astype(cache.k.dtype)),
@@ -85,18 +109,30 @@ class SoftmaxAttention(ProjectedAttention):
     def step(self, x_t: Array, state: KVCache) -> tuple[Array, KVCache]:
         """One token ``x_t [B, D]`` at ``state.position`` -> ``(y_t [B, D], cache)``.
 
-        The query attends over the cached keys ``0..position`` through
+        Positions past ``max_len - 1`` are not checked here (traced);
+        :meth:`astroflax.models.AstroLM.generate` checks the length up front.
+        """
+        self._require_causal("step")
+        y, cache = self._attend_cached(*self._qkv(x_t[:, None]), state)  # [B, 1, H, *]
+        return y[:, 0], cache
+
+    def _attend_cached(self, q: Array, k: Array, v: Array, cache: KVCache
+                       ) -> tuple[Array, KVCache]:
+        """Projected ``q, k [B, P, H, m]``, ``v [B, P, H, d]`` -> ``(y [B, P, D], cache)``.
+
+        With ``p = cache.position``, the new keys and values are written at ``p .. p + P - 1``
+        and query ``p + i`` attends over the cached keys ``0 .. p + i`` through
         ``jax.nn.dot_product_attention`` (what :func:`astroflax.kernels.softmax_attention`
         wraps; the kernel itself takes equal query and key lengths only).
         """
-        self._require_causal("step")
-        q, k, v = self._qkv(x_t[:, None])  # [B, 1, H, *]
-        pos = state.position
-        kc = jax.lax.dynamic_update_slice_in_dim(state.k, k.astype(state.k.dtype), pos, 1)
-        vc = jax.lax.dynamic_update_slice_in_dim(state.v, v.astype(state.v.dtype), pos, 1)
-        visible = (jnp.arange(self.max_len, dtype=pos.dtype) <= pos)[None, None, None, :]
+        pos, P = cache.position, q.shape[1]
+        kc = jax.lax.dynamic_update_slice_in_dim(cache.k, k.astype(cache.k.dtype), pos, 1)
+        vc = jax.lax.dynamic_update_slice_in_dim(cache.v, v.astype(cache.v.dtype), pos, 1)
+        keys = jnp.arange(self.max_len, dtype=pos.dtype)
+        queries = pos + jnp.arange(P, dtype=pos.dtype)
+        visible = (keys[None, :] <= queries[:, None])[None, None]  # [1, 1, P, T_max]
         # The promotion context is the kernel's (dot_product_attention mixes float32 logits in).
         with jax.numpy_dtype_promotion("standard"):
             y = jax.nn.dot_product_attention(q, kc.astype(q.dtype), vc.astype(q.dtype),
                                              mask=visible)
-        return self.out(y.astype(v.dtype))[:, 0], KVCache(k=kc, v=vc, position=pos + 1)
+        return self.out(y.astype(v.dtype)), KVCache(k=kc, v=vc, position=pos + P)
