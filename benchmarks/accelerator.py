@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 from astroflax.kernels import astro_attention, linear_attention
-from astroflax.nn.attention import AstroAttention
+from astroflax.nn.astro_attention import AstroAttention
 from benchmarks._common import best_time, machine, print_table
 
 B, H, M, D = 1, 8, 128, 128

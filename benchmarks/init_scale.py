@@ -31,7 +31,7 @@ from jax import Array
 
 from astroflax.kernels import astro_attention
 from astroflax.models import AstroLM, AstroTextClassifier, AstroViT, create_model, model_kwargs
-from astroflax.nn.attention import AstroAttention
+from astroflax.nn.astro_attention import AstroAttention
 from benchmarks._common import machine, print_table
 
 PAPER_PRESETS = ("paper_cifar10", "paper_imdb", "paper_wikitext2")

@@ -100,11 +100,22 @@ class AstroLM(nnx.Module):
         """Empty per-layer decoding states (position 0)."""
         return self.trunk.stack.init_decode_state(batch_size)
 
-    def prefill(self, tokens: Array) -> tuple[Array, DecodeStates]:
-        """Causal pass over a prompt ``tokens [B, P]`` -> ``(logits [B, P, V], states)``."""
+    def prefill(self, tokens: Array, states: DecodeStates | None = None
+                ) -> tuple[Array, DecodeStates]:
+        """Causal pass over ``tokens [B, P]`` -> ``(logits [B, P, V], states)``.
+
+        ``states``: None (position 0) or the per-layer states of an earlier :meth:`prefill` or
+        :meth:`step`; the tokens then continue at ``states[0].position`` as if they had been in
+        the same prefill (absolute positions included).
+
+        Raises:
+          ValueError: ``P > max_len``, or a continuation past ``max_len`` (unchecked when the
+            position is traced, as in :meth:`step`).
+        """
         self.trunk.check_length(tokens.shape[1])
-        x = self.trunk.embed_positions(self.embed(tokens))
-        h, states = self.trunk.stack.prefill(x)
+        start = 0 if states is None else states[0].position
+        x = self.trunk.embed_positions(self.embed(tokens), start=start)
+        h, states = self.trunk.stack.prefill(x, states)
         return self._logits(h), states
 
     def step(self, token: Array, states: DecodeStates) -> tuple[Array, DecodeStates]:

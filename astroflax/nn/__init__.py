@@ -1,21 +1,14 @@
 """Flax NNX modules over the kernels: attention spec and layers, blocks, embeddings, sharding."""
 
-from astroflax.nn.attention import (
+from astroflax.nn.astro_attention import (
     AstroAttention,
-    DecodeState,
-    KVCache,
-    NoAttention,
-    PositionState,
     RandomProjection,
     RecurrentState,
-    SoftmaxAttention,
     init_positional_weights,
-    make_attention,
 )
+from astroflax.nn.attention import DecodeState, make_attention
 from astroflax.nn.blocks import (
     BlockStack,
-    DecoderBlock,
-    EncoderBlock,
     FeedForward,
     TransformerBlock,
 )
@@ -28,7 +21,9 @@ from astroflax.nn.embed import (
     TokenEmbedding,
     sinusoidal_positions,
 )
+from astroflax.nn.no_attention import NoAttention, PositionState
 from astroflax.nn.sharding import LOGICAL_AXES, axis_rules, partitioned
+from astroflax.nn.softmax_attention import KVCache, SoftmaxAttention
 from astroflax.nn.spec import (
     ATTENTION_FIELDS,
     VARIANTS,
@@ -48,8 +43,6 @@ __all__ = [
     "AttentionSpec",
     "BlockStack",
     "DecodeState",
-    "DecoderBlock",
-    "EncoderBlock",
     "FeedForward",
     "FrozenEmbedding",
     "KVCache",

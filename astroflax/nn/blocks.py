@@ -92,7 +92,8 @@ class TransformerBlock(nnx.Module):
 
         Args:
           features: width ``D``. num_heads: ``H``. max_len: ``T_max``.
-          causal: decoder block (causal attention).
+          causal: True for a decoder block (query ``i`` sees ``t <= i``), False for an
+            encoder block (every token sees every token).
           attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
             :data:`astroflax.nn.VARIANTS` (``none``: the block is its FFN only).
           mlp_dim: FFN width (default ``4·D``; the paper does not state it).
@@ -135,30 +136,19 @@ class TransformerBlock(nnx.Module):
         """Empty decoding state (see :meth:`AstroAttention.init_decode_state`)."""
         return self.attention.init_decode_state(batch_size)
 
-    def prefill(self, x: Array) -> tuple[Array, DecodeState]:
-        """Causal block over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], state)``."""
-        return self._mix(x, self.attention.prefill)
+    def prefill(self, x: Array, state: DecodeState | None = None
+                ) -> tuple[Array, DecodeState]:
+        """Causal block over ``x [B, P, D]`` -> ``(y [B, P, D], state)``.
+
+        ``state``: None (position 0) or this block's decoding state, continued as if its tokens
+        had been in the same prefill (see :meth:`AstroAttention.prefill`).
+        """
+        return self._mix(x, lambda h: self.attention.prefill(h, state))
 
     def step(self, x_t: Array, state: DecodeState
              ) -> tuple[Array, DecodeState]:
         """One token ``x_t [B, D]`` -> ``(y_t [B, D], state)``."""
         return self._mix(x_t, lambda h: self.attention.step(h, state))
-
-
-class EncoderBlock(TransformerBlock):
-    """A non-causal :class:`TransformerBlock` (encoder; every token sees every token)."""
-
-    def __init__(self, features: int, num_heads: int, **kwargs: Any):
-        """As :class:`TransformerBlock` with ``causal=False``."""
-        super().__init__(features, num_heads, causal=False, **kwargs)
-
-
-class DecoderBlock(TransformerBlock):
-    """A causal :class:`TransformerBlock` (decoder-only LM; query ``i`` sees ``t <= i``)."""
-
-    def __init__(self, features: int, num_heads: int, **kwargs: Any):
-        """As :class:`TransformerBlock` with ``causal=True``."""
-        super().__init__(features, num_heads, causal=True, **kwargs)
 
 
 class BlockStack(nnx.Module):
@@ -197,13 +187,26 @@ class BlockStack(nnx.Module):
         """One empty decoding state per layer."""
         return tuple(block.init_decode_state(batch_size) for block in self.blocks)
 
-    def prefill(self, x: Array) -> tuple[Array, tuple[DecodeState, ...]]:
-        """Causal pass over a prompt ``x [B, P, D]`` -> ``(y [B, P, D], states)``."""
-        states = []
-        for block in self.blocks:
-            x, s = block.prefill(x)
-            states.append(s)
-        return self._finish(x), tuple(states)
+    def prefill(self, x: Array, states: tuple[DecodeState, ...] | None = None
+                ) -> tuple[Array, tuple[DecodeState, ...]]:
+        """Causal pass over ``x [B, P, D]`` -> ``(y [B, P, D], states)``.
+
+        ``states``: None (position 0) or one decoding state per layer, continued as if their
+        tokens had been in the same prefill.
+
+        Raises:
+          ValueError: ``states`` without one state per layer (and the layers' own errors).
+        """
+        if states is None:
+            states = (None,) * len(self.blocks)
+        elif len(states) != len(self.blocks):
+            raise ValueError(f"states: expected one decoding state per layer "
+                             f"({len(self.blocks)}), got {len(states)}")
+        new_states = []
+        for block, s in zip(self.blocks, states, strict=True):
+            x, s = block.prefill(x, s)
+            new_states.append(s)
+        return self._finish(x), tuple(new_states)
 
     def step(self, x_t: Array, states: tuple[DecodeState, ...]
              ) -> tuple[Array, tuple[DecodeState, ...]]:

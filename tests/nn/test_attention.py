@@ -275,3 +275,88 @@ def test_calcium_response_is_eq_15(causal):
     qf, kf = phi(proj(mod.query)), phi(proj(mod.key)) * np.asarray(mask)[:, :, None, None]
     z = np.cumsum(kf, axis=1) if causal else np.sum(kf, axis=1, keepdims=True)
     assert_close(c, np.sum(qf * z ** 0.25, axis=-1), rtol=1e-12)
+
+
+# Continued prefill: T = 7 tokens split at a; a = 0 continues the empty init_decode_state.
+# (1 and 6 share their two shapes, so the end splits cost few compiles.)
+ALL_SPLITS = [0, 1, 6]
+CONTINUED = [
+    ("astro", {}, ALL_SPLITS),                      # sigmoid on, positional term on
+    ("astro", {"mode": "chunk", "chunk_size": 3}, [4]),  # chunk boundaries inside both parts
+    ("astro_no_nonlin", {}, [4]),                   # sigmoid off, positional term on
+    ("softmax", {}, ALL_SPLITS),
+    ("none", {}, ALL_SPLITS),
+]
+
+
+def causal_reference(mod, x):
+    """The whole causal pass written directly in numpy (independent of prefill and step)."""
+    if mod.variant == "none":
+        return np.zeros(x.shape)
+    if mod.variant == "softmax":
+        return softmax_reference(mod, x, causal=True)
+    return reference(mod, x, None, causal=True)
+
+
+def assert_states_close(actual, expected, rtol, name):
+    leaves_a = jax.tree_util.tree_leaves_with_path(actual)
+    leaves_e = jax.tree_util.tree_leaves_with_path(expected)
+    assert [p for p, _ in leaves_a] == [p for p, _ in leaves_e], name
+    for (path, a), (_, e) in zip(leaves_a, leaves_e, strict=True):
+        assert_close(a, e, rtol=rtol, name=f"{name} {jax.tree_util.keystr(path)}")
+
+
+@pytest.mark.parametrize(("variant", "overrides", "splits"), CONTINUED)
+def test_prefill_continued_from_a_state_equals_one_prefill_and_token_steps(variant, overrides,
+                                                                          splits):
+    # Jitted, as a segment recurrence runs it: the state's position is traced.
+    prefill = nnx.jit(lambda m, x, s: m.prefill(x, s))
+    step = nnx.jit(lambda m, x, s: m.step(x, s))
+    # float64 throughout; jax.nn.dot_product_attention (softmax) computes in float32 inside.
+    rtol = 1e-6 if variant == "softmax" else 1e-9
+    mod = make(variant, causal=True, **overrides)
+    x = jax.random.normal(jax.random.key(6), (2, 7, D), jnp.float64)
+    expected = causal_reference(mod, x)
+    y_full, state_full = prefill(mod, x, None)
+    assert_close(y_full, expected, rtol=rtol, name="prefill")
+    # Token by token from the empty state (the recurrent step / the KV cache).
+    state_steps = mod.init_decode_state(2)
+    steps = []
+    for t in range(7):
+        y_t, state_steps = step(mod, x[:, t], state_steps)
+        steps.append(y_t)
+    assert_close(jnp.stack(steps, axis=1), expected, rtol=rtol, name="steps")
+    for a in splits:
+        if a == 0:
+            outs, state = [], mod.init_decode_state(2)
+        else:
+            y_a, state = prefill(mod, x[:, :a], None)
+            outs = [y_a]
+        y_b, state = prefill(mod, x[:, a:], state)
+        assert int(state.position) == 7
+        assert_close(jnp.concatenate([*outs, y_b], axis=1), expected, rtol=rtol, name=f"a={a}")
+        assert_states_close(state, state_full, 1e-10, f"a={a} vs prefill")
+        assert_states_close(state, state_steps, 1e-10, f"a={a} vs steps")
+    # A continued state decodes on at the right position (the next positional row / slot).
+    y_next, _ = step(mod, x[:, 0], state)
+    y_ref, _ = step(mod, x[:, 0], state_full)
+    assert_close(y_next, y_ref, rtol=1e-10, name="step after a continued prefill")
+
+
+@pytest.mark.parametrize("variant", ["astro", "softmax", "none"])
+def test_prefill_past_max_len_or_from_another_layers_state_is_a_clear_error(variant):
+    mod = make(variant, causal=True)
+    x = jax.random.normal(jax.random.key(7), (1, 5, D), jnp.float64)
+    _, state = mod.prefill(x)
+    # Up to T_max is allowed (eagerly, with a concrete position): 5 + 4 = 9.
+    y, full = mod.prefill(x[:, :4], state)
+    assert int(full.position) == T_MAX
+    x9 = jnp.concatenate([x, x[:, :4]], axis=1)
+    assert_close(y, causal_reference(mod, x9)[:, 5:], rtol=1e-6 if variant == "softmax" else 1e-9,
+                 name=variant)
+    with pytest.raises(ValueError, match=r"prefill of 5 tokens from position 5 runs past the "
+                                         r"model's max_len \(T_max\) 9"):
+        mod.prefill(x, state)
+    other = make("none" if variant != "none" else "astro", causal=True).init_decode_state(1)
+    with pytest.raises(ValueError, match=r"state: expected the \w+ that this layer's"):
+        mod.prefill(x, other)
