@@ -2,13 +2,11 @@
 
 from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.config import ConfigError, model_overrides, validate_config
+from astroflax.train.divergence import NonFiniteLossError
 from astroflax.train.load import load_model
-from astroflax.train.loop import (
-    EXIT_PREEMPTED,
-    RESUMABLE_FIELDS,
-    NonFiniteLossError,
-    train_and_evaluate,
-)
+from astroflax.train.loop import train_and_evaluate
+from astroflax.train.preemption import EXIT_PREEMPTED
+from astroflax.train.record import RESUMABLE_FIELDS
 from astroflax.train.steps import (
     TrainState,
     create_train_state,

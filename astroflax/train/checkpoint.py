@@ -14,6 +14,12 @@ finite. A checkpoint that fails (bytes damaged on disk after the write, a trunca
 moved to ``<directory>.unreadable/`` and the previous one is tried; when none is left the run
 starts over, and the history files of the lost run (``metrics.jsonl``, TensorBoard events) are
 moved aside with the checkpoints, never deleted.
+
+The checkpointer owns this layout; everything else asks it. A run's checkpoints live in
+``workdir/checkpoints/`` (:meth:`Checkpointer.directory_in`), one folder per step; checkpoints
+set aside go beside it (:meth:`Checkpointer.aside_of`): ``checkpoints.unreadable/`` (failed
+to restore) and ``checkpoints.diverged/`` (their parameters gave a non-finite loss, see
+:meth:`Checkpointer.set_aside_diverged`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grain
 import jax
@@ -39,6 +45,9 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 _policies = ocp.checkpoint_managers.preservation_policy
+
+#: Why checkpoints were set aside, which names their folder (:meth:`Checkpointer.aside_of`).
+SetAside = Literal["unreadable", "diverged"]
 
 
 def _abstract(tree: Any) -> Any:
@@ -129,6 +138,25 @@ def _agree(why: str | None, elsewhere: str) -> str | None:
     return why if why is not None else (elsewhere if np.any(failed) else None)
 
 
+def in_structure_of(target: Any, restored: Any) -> Any:
+    """``restored``'s arrays in ``target``'s exact pytree structure.
+
+    orbax gives back nested ``nnx.State`` s where a fresh state holds plain dicts; the same
+    leaves in another structure would make the compiled train step reject the state (or, if
+    jitted lazily, compile the step a second time).
+
+    Raises:
+      ValueError: the two do not hold the same paths (another model's checkpoint).
+    """
+    want, treedef = jax.tree_util.tree_flatten_with_path(target)
+    got = jax.tree_util.tree_flatten_with_path(restored)[0]
+    keys = [jax.tree_util.keystr(p) for p, _ in want]
+    if keys != [jax.tree_util.keystr(p) for p, _ in got]:
+        raise ValueError("the restored state's paths differ from the model's: "
+                         f"{sorted(set(keys) ^ {jax.tree_util.keystr(p) for p, _ in got})[:5]}")
+    return jax.tree_util.tree_unflatten(treedef, [x for _, x in got])
+
+
 class CorruptCheckpointError(ValueError):
     """A checkpoint whose restored state fails verification (fingerprint, finiteness)."""
 
@@ -176,6 +204,24 @@ def _checkpoint_score(metrics: Mapping[str, float]) -> float:
 
 class Checkpointer:
     """Saves and restores the training state in ``directory`` (see the module docstring)."""
+
+    #: The checkpoints' folder in a run's workdir.
+    FOLDER = "checkpoints"
+
+    @classmethod
+    def directory_in(cls, workdir: str | Path) -> Path:
+        """The folder of the checkpoints of the run in ``workdir``: ``workdir/checkpoints``."""
+        return Path(workdir) / cls.FOLDER
+
+    @staticmethod
+    def aside_of(directory: str | Path, reason: SetAside) -> Path:
+        """Where checkpoints of ``directory`` set aside for ``reason`` go: ``<directory>.<reason>``.
+
+        ``"unreadable"``: they failed to restore (:meth:`restore_latest`); ``"diverged"``: their
+        parameters gave a non-finite loss (:meth:`set_aside_diverged`).
+        """
+        directory = Path(directory)
+        return directory.with_name(f"{directory.name}.{reason}")
 
     def __init__(self, directory: str | Path, *, keep: int):
         """Opens (creating) ``directory``; ``keep``: how many latest checkpoints to keep."""
@@ -285,7 +331,7 @@ class Checkpointer:
 
     def _start_over(self, rejected: list[str], history: Sequence[str | Path]) -> None:
         """Moves the lost run's ``history`` aside and says plainly that the run starts over."""
-        aside = self.directory.with_name(self.directory.name + ".unreadable")
+        aside = self.aside_of(self.directory, "unreadable")
         dest = aside / time.strftime("history-%Y%m%d-%H%M%S", time.gmtime())
         moved = []
         if jax.process_index() == 0:  # the history files are process 0's
@@ -334,7 +380,7 @@ class Checkpointer:
         """
         steps = list(steps)
         for step in steps if jax.process_index() == 0 else []:  # one mover on a shared disk
-            dest = self.directory.with_name(self.directory.name + ".unreadable") / str(step)
+            dest = self.aside_of(self.directory, "unreadable") / str(step)
             dest.parent.mkdir(parents=True, exist_ok=True)
             n = 0
             while dest.exists():
@@ -346,6 +392,31 @@ class Checkpointer:
             multihost_utils.sync_global_devices("astroflax_checkpoints_set_aside")
         if steps:
             self.manager.reload()
+
+    def set_aside_diverged(self, first: int) -> None:
+        """Moves the checkpoints of steps ``>= first`` to ``<directory>.diverged/``.
+
+        Their parameters gave a non-finite loss, so a rerun must not resume from them; it
+        resumes from the newest checkpoint before ``first``. Waits for pending saves first (a
+        save in flight may be one of them). A copy set aside before under the same step is
+        replaced. A collective with several processes (every process must call it alike).
+        """
+        self.wait()
+        steps = [s for s in self.all_steps() if s >= first]
+        if not steps:
+            return
+        if jax.process_index() == 0:  # one mover on a shared disk
+            aside = self.aside_of(self.directory, "diverged")
+            for s in steps:
+                dest = aside / str(s)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(self.directory / str(s)), dest)
+                logging.warning("moved the checkpoint of step %d to %s: its parameters gave "
+                                "the non-finite value", s, dest)
+        multihost_utils.sync_global_devices("astroflax: diverged checkpoints set aside")
+        self.manager.reload()
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""

@@ -28,7 +28,7 @@ from absl import logging
 from flax import nnx
 
 from astroflax.data import Dataset, load_dataset
-from astroflax.train.checkpoint import CorruptCheckpointError, verify_restored
+from astroflax.train.checkpoint import Checkpointer, CorruptCheckpointError, verify_restored
 from astroflax.train.config import (
     ConfigError,
     mesh_config,
@@ -93,7 +93,7 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 def checkpoint_steps(workdir: str | Path) -> list[int]:
     """Steps of the committed checkpoints in ``workdir/checkpoints``, ascending."""
-    folder = Path(workdir) / "checkpoints"
+    folder = Checkpointer.directory_in(workdir)
     if not folder.is_dir():
         return []
     return sorted(int(p.name) for p in folder.iterdir()
@@ -109,7 +109,7 @@ def resolve_step(workdir: str | Path, step: int | str | None = None) -> int:
     """
     steps = checkpoint_steps(workdir)
     if not steps:
-        raise FileNotFoundError(f"{Path(workdir) / 'checkpoints'} holds no checkpoint; train "
+        raise FileNotFoundError(f"{Checkpointer.directory_in(workdir)} holds no checkpoint; train "
                                 "first (python -m experiments.run ... --workdir=...)")
     if step is None or step == "best":
         best = _best_evaluated(workdir, steps)
@@ -126,7 +126,7 @@ def resolve_step(workdir: str | Path, step: int | str | None = None) -> int:
     if not isinstance(step, int) or isinstance(step, bool):
         raise ValueError(f"step: expected 'best', 'latest' or a step number, got {step!r}")
     if step not in steps:
-        raise ValueError(f"step {step}: no checkpoint in {Path(workdir) / 'checkpoints'}; "
+        raise ValueError(f"step {step}: no checkpoint in {Checkpointer.directory_in(workdir)}; "
                          f"there are {steps}")
     return step
 
@@ -181,7 +181,7 @@ def load_run(workdir: str | Path, step: int | str | None = None, *,
     _check_tokenizer(workdir, ds)
     kw = model_overrides(cfg.model, ds.model_overrides)
     rules = tuple(tuple(r) for r in mesh_config(cfg)["rules"])
-    model = _restore_model(workdir / "checkpoints" / str(chosen), cfg.model.name, kw,
+    model = _restore_model(Checkpointer.directory_in(workdir) / str(chosen), cfg.model.name, kw,
                            int(cfg.seed), mesh, rules)
     logging.info("loaded %s (attention=%s) from %s at step %d", cfg.model.name,
                  cfg.model.attention, workdir, chosen)

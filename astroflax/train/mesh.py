@@ -28,10 +28,11 @@ annotations.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -59,6 +60,16 @@ def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device]) -> jax.sharding.Mesh
 def batch_sharding(mesh: jax.sharding.Mesh, mesh_cfg: Any) -> NamedSharding:
     """Leading (batch) dimension split over ``config.mesh.batch_axes``."""
     return NamedSharding(mesh, P(tuple(mesh_cfg["batch_axes"])))
+
+
+def to_global(batch: Mapping[str, np.ndarray], sharding: NamedSharding, batch_size: int
+              ) -> dict[str, jax.Array]:
+    """This process's rows (:func:`process_rows`) -> one global ``[batch_size, ...]`` array per key.
+
+    Every process calls it with its own rows of the same global batch.
+    """
+    return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size, *v.shape[1:]))
+            for k, v in batch.items()}
 
 
 def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:

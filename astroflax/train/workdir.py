@@ -65,10 +65,8 @@ class WorkdirLock:
         self.release()
 
 
-#: Locks this process holds, by lock path. flock conflicts between two descriptors of one
-#: process too, so a second run in the same process (a test, a notebook) whose first run
-#: raised before releasing takes over its own lock instead of refusing itself.
 def _holder(text: str) -> dict[str, Any]:
+    """The lock file's record of its holder (``{}`` when it holds none or no JSON object)."""
     try:
         info = json.loads(text)
     except json.JSONDecodeError:

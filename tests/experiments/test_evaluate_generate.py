@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from astroflax.train import train_and_evaluate
-from astroflax.train.checkpoint import CorruptCheckpointError
+from astroflax.train.checkpoint import Checkpointer, CorruptCheckpointError
 from astroflax.train.load import load_model, load_run, resolve_step
 from astroflax.train.metrics import read_metrics
 from experiments import evaluate, generate
@@ -88,7 +88,7 @@ def test_a_model_that_does_not_match_its_saved_fingerprint_is_refused(digits_run
     # other step still loads.
     copy = tmp_path / "run"
     shutil.copytree(digits_run, copy)
-    meta_file = copy / "checkpoints" / "6" / "meta" / "metadata"
+    meta_file = Checkpointer.directory_in(copy) / "6" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
     assert len(meta["model_sha256"]) == 64
     meta["model_sha256"] = "0" * 64

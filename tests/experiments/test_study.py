@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from astroflax.train.checkpoint import Checkpointer
 from experiments import study as study_cli
 from experiments.studies import StudyError, list_studies, load_study
 from experiments.studies._stats import (
@@ -138,7 +139,7 @@ def test_killed_study_resumes_to_the_same_results(digits_smoke, tmp_path, env):
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     # Kill (SIGKILL: no clean-up) once the second run has its mid-run checkpoint (step 3 of 6).
-    mid = workdir / "astro" / "seed_0" / "checkpoints" / "3"
+    mid = Checkpointer.directory_in(workdir / "astro" / "seed_0") / "3"
     deadline = time.time() + 300
     while not mid.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

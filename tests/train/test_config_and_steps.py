@@ -176,14 +176,3 @@ def test_progress_line_and_durations():
     assert progress_line(120, 2000, 3.4, 0.41234, 850.0, 133) == (
         "step 120/2000 (6%) | epoch 3.40 | loss 0.4123 | 850 ex/s | ETA 2m13s")
     assert "- ex/s | ETA -" in progress_line(1, 10, 0.1, 2.0, 0.0, 0.0)
-
-
-def test_config_json_is_the_plain_sorted_json_of_the_config():
-    import ml_collections
-
-    from astroflax.train.loop import config_json
-
-    cfg = ml_collections.ConfigDict({"train": {"lr": 0.5, "b": (1, 2)}, "a": None})
-    out = config_json(cfg)
-    assert out == {"a": None, "train": {"b": [1, 2], "lr": 0.5}}
-    assert list(out) == ["a", "train"]

@@ -8,6 +8,7 @@ import pytest
 
 from astroflax.data import DataConfigError, load_dataset
 from astroflax.train import ConfigError, train_and_evaluate, validate_config
+from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.config import validate_against_data
 from experiments.configs import common
 from tests.data.test_text_and_wikitext import write_release
@@ -20,7 +21,7 @@ def test_a_batch_larger_than_the_training_set_is_refused_before_training(tmp_pat
     with pytest.raises(ConfigError, match=r"config\.train\.batch_size: expected at most the 64 "
                                           r"training examples of digits"):
         train_and_evaluate(cfg, tmp_path)
-    assert not (tmp_path / "checkpoints").exists()           # refused before the loop
+    assert not Checkpointer.directory_in(tmp_path).exists()   # refused before the loop
     validate_against_data({"train": {"batch_size": 64}},              # equal: accepted
                           SimpleNamespace(num_train=64, name="digits"))
 

@@ -93,7 +93,7 @@ def test_damaged_bytes_are_detected_and_the_previous_checkpoint_is_restored(tmp_
     assert meta["step"] == 1
     np.testing.assert_array_equal(np.asarray(state.model["w"][...]), 1.0 + NOISE)
     assert next(fresh) == 1                       # the iterator of step 1, not of step 2
-    assert (tmp_path.with_name(tmp_path.name + ".unreadable") / "2").is_dir()
+    assert (Checkpointer.aside_of(tmp_path, "unreadable") / "2").is_dir()
 
 
 def test_a_non_finite_saved_state_is_refused_even_with_a_matching_fingerprint(tmp_path):
@@ -104,7 +104,7 @@ def test_a_non_finite_saved_state_is_refused_even_with_a_matching_fingerprint(tm
 
 
 def test_when_no_checkpoint_is_usable_it_says_so_and_moves_the_history_aside(tmp_path, caplog):
-    ckpts, workdir = tmp_path / "checkpoints", tmp_path
+    ckpts, workdir = Checkpointer.directory_in(tmp_path), tmp_path
     _save_steps(ckpts, {1: 1.0, 2: 2.0})
     for step in (1, 2):
         _damage_model_files(ckpts / str(step))
@@ -115,7 +115,7 @@ def test_when_no_checkpoint_is_usable_it_says_so_and_moves_the_history_aside(tmp
         out, _ = _restore(ckpts, history=[history, workdir / "tensorboard"])
     assert out is None
     assert not history.exists() and not (workdir / "tensorboard").exists()
-    aside = tmp_path / "checkpoints.unreadable"
+    aside = Checkpointer.aside_of(ckpts, "unreadable")
     kept = list(aside.glob("history-*/metrics.jsonl"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["train_loss"] == 2.0
     assert sorted(p.name for p in aside.iterdir() if p.name.isdigit()) == ["1", "2"]

@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.metrics import epochs_to_target, read_metrics
 from experiments.configs import common
 from tests.data.test_text_and_wikitext import write_release
@@ -84,9 +85,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         train_and_evaluate(cfg, tmp_path)
     # Step 3's loss is NaN: the parameters saved at step 2 gave it, so that checkpoint is set
     # aside and a rerun resumes from step 1.
-    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [1]
-    assert (tmp_path / "checkpoints.diverged" / "2").is_dir()
+    ckpts = Checkpointer.directory_in(tmp_path)
+    assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [1]
+    assert (Checkpointer.aside_of(ckpts, "diverged") / "2").is_dir()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged"
 
@@ -105,13 +106,13 @@ def test_rerun_of_a_finished_run_of_another_config_and_after_an_unreadable_check
     work = tmp_path / "work"
     shutil.copytree(tmp_path / "ref", work)
     # Step 6 is the latest; wreck its parameter files so restoring it fails.
-    for f in (work / "checkpoints" / "6" / "model").rglob("*"):
+    for f in (Checkpointer.directory_in(work) / "6" / "model").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
     resumed = train_and_evaluate(cfg, work)                 # warns, resumes from step 3
     assert resumed["final"] == ref["final"]
     assert resumed["params_sha256"] == ref["params_sha256"]
-    assert (tmp_path / "work" / "checkpoints.unreadable" / "6").is_dir()
+    assert (Checkpointer.aside_of(Checkpointer.directory_in(work), "unreadable") / "6").is_dir()
     rec = read_metrics(work / "metrics.jsonl")
     assert [r["step"] for r in rec] == list(range(1, 7))          # steps 4-6 were redone
     assert [r["train_loss"] for r in rec] == [

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astroflax.train.checkpoint import Checkpointer
 from tests.helpers import REPO, train_losses
 
 # A 1-layer width-16 ViT on 64 digits (dropout on), FSDP over every device, 5 steps.
@@ -74,7 +75,7 @@ def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
     assert s1["num_devices"] == s2["num_devices"] == 4
     assert s2["final"]["eval_accuracy"] == pytest.approx(s1["final"]["eval_accuracy"], abs=1e-6)
     # Every process saved its own grain iterator position.
-    saved = tmp_path / "two" / "checkpoints" / "5" / "data_iter"
+    saved = Checkpointer.directory_in(tmp_path / "two") / "5" / "data_iter"
     files = sorted(saved.glob("process_*"))
     assert [p.name for p in files] == ["process_0-of-2.json", "process_1-of-2.json"]
     # Both count global batches, so either resumes a run on any number of processes.

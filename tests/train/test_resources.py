@@ -6,7 +6,7 @@ import os
 import pytest
 
 from astroflax.data import DataNotFoundError
-from astroflax.train import loop
+from astroflax.train import build, loop
 from astroflax.train.workdir import LOCK_NAME, WorkdirError, lock_workdir
 from experiments.configs import common
 
@@ -15,7 +15,7 @@ def test_a_data_error_after_the_lock_is_taken_leaves_the_workdir_free(tmp_path, 
     def missing(cfg):
         raise DataNotFoundError("the test's dataset is not on disk")
 
-    monkeypatch.setattr(loop, "load_dataset", missing)
+    monkeypatch.setattr(build, "load_dataset", missing)
     cfg = common.digits_config("astro", "digits_astro", "smoke")
     cfg.train.data_parallel = False
     with pytest.raises(DataNotFoundError, match="not on disk"):

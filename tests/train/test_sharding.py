@@ -20,6 +20,7 @@ from astroflax.train.mesh import (
     make_mesh,
     parameter_spec,
     process_rows,
+    to_global,
     without_axes,
 )
 from astroflax.train.steps import (
@@ -116,7 +117,7 @@ def test_checkpoint_saved_on_8_device_fsdp_resumes_on_2_devices(tmp_path):
     assert train_and_evaluate(full, tmp_path / "run")["num_devices"] == 8
     ref = train_losses(tmp_path / "run")
     assert len(ref) == 6
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")    # as if stopped after step 4
+    shutil.rmtree(Checkpointer.directory_in(tmp_path / "run") / "6")   # as if stopped after 4
     resumed = common.fsdp(tiny(steps=6))
     resumed.mesh.num_devices = 2
     summary = train_and_evaluate(resumed, tmp_path / "run")
@@ -174,20 +175,21 @@ def test_a_checkpoint_of_two_processes_resumes_on_one_and_disagreeing_states_are
     cfg = tiny(steps=6)
     train_and_evaluate(cfg, tmp_path / "run")
     ref = train_losses(tmp_path / "run")
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    shutil.rmtree(Checkpointer.directory_in(tmp_path / "run") / "6")
     # Make step 4 look saved by two processes (each wrote its own iterator file).
-    folder = tmp_path / "run" / "checkpoints" / "4" / "data_iter"
+    folder = Checkpointer.directory_in(tmp_path / "run") / "4" / "data_iter"
     state = (folder / "process_0-of-1.json").read_text()
     (folder / "process_0-of-1.json").unlink()
     for i in range(2):
         (folder / f"process_{i}-of-2.json").write_text(state)
     summary = train_and_evaluate(tiny(steps=6), tmp_path / "run")
     assert summary["step"] == 6
-    assert not (tmp_path / "run" / "checkpoints.unreadable").exists()    # resumed from 4
+    unreadable = Checkpointer.aside_of(Checkpointer.directory_in(tmp_path / "run"), "unreadable")
+    assert not unreadable.exists()    # resumed from 4
     np.testing.assert_allclose(train_losses(tmp_path / "run"), ref, rtol=0, atol=1e-6)
 
 
-    ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=2)
+    ckpt = Checkpointer(Checkpointer.directory_in(tmp_path / "run"), keep=2)
     (folder / "process_1-of-2.json").write_text(state.replace('"next_index": 4',
                                                               '"next_index": 5'))
     with pytest.raises(ValueError, match="do not agree"):
@@ -260,6 +262,17 @@ def test_process_rows_read_from_the_batch_sharding():
         process_rows(Stub([(0, 4), (8, 12)]), 16)
     with pytest.raises(ValueError, match="no device in the mesh"):
         process_rows(Stub([]), 16)
+
+
+def test_to_global_puts_this_process_rows_of_a_batch_on_the_batch_sharding():
+    mesh = make_mesh({"axes": ("data",), "shape": (-1,)}, jax.devices()[:4])
+    sharding = batch_sharding(mesh, {"batch_axes": ("data",)})
+    x = np.arange(16.0).reshape(8, 2)
+    start, stop = process_rows(sharding, 8)          # one process: every row
+    out = to_global({"x": x[start:stop]}, sharding, 8)["x"]
+    assert out.sharding == sharding and out.shape == (8, 2)
+    np.testing.assert_array_equal(out, x)
+    assert [s.data.shape for s in out.addressable_shards] == [(2, 2)] * 4
 
 
 def test_step_sharding_gathers_parameters_over_the_batch_axes_only():

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from astroflax.train import ConfigError, NonFiniteLossError, train_and_evaluate
+from astroflax.train import build as build_lib
 from astroflax.train import loop as loop_lib
+from astroflax.train import report as report_lib
+from astroflax.train.checkpoint import Checkpointer
 from astroflax.train.metrics import read_metrics
 from experiments.configs import common
 
@@ -99,7 +102,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_as_preempted_and_the_rerun_ends_ide
     _, ref, ref_records = reference
     work, stopped, resumed, _ = interrupted
     assert stopped["status"] == "preempted" and stopped["step"] == 6
-    assert 6 in [int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit()]
+    assert 6 in [int(p.name) for p in Checkpointer.directory_in(work).iterdir() if p.name.isdigit()]
     assert resumed["status"] == "completed" and resumed["step"] == 8
     assert resumed["params_sha256"] == ref["params_sha256"]
     assert resumed["final"] == ref["final"]
@@ -135,7 +138,7 @@ def test_compile_time_survives_re_reporting_a_finished_run(reference):
 
 
 def test_wall_time_counts_the_set_up_before_the_first_step(tmp_path, monkeypatch):
-    load, summary_call, pause = loop_lib.load_dataset, {}, 2.0
+    load, summary_call, pause = build_lib.load_dataset, {}, 2.0
 
     def slow_load(*args, **kwargs):                     # stands for a slow dataset read
         time.sleep(pause)
@@ -145,9 +148,9 @@ def test_wall_time_counts_the_set_up_before_the_first_step(tmp_path, monkeypatch
         summary_call.update(at=time.time(), wall=kwargs["wall_time_s"])
         return make_summary(*args, **kwargs)
 
-    make_summary = loop_lib._summary
-    monkeypatch.setattr(loop_lib, "load_dataset", slow_load)
-    monkeypatch.setattr(loop_lib, "_summary", summary)
+    make_summary = report_lib.summarise
+    monkeypatch.setattr(build_lib, "load_dataset", slow_load)
+    monkeypatch.setattr(report_lib, "summarise", summary)
     start = time.time()
     train_and_evaluate(cfg(steps=1, log_every=1), tmp_path)
     elapsed = summary_call["at"] - start
