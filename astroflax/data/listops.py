@@ -137,11 +137,14 @@ class ListOpsParams:
                 "generator_version": GENERATOR_VERSION}
 
 
-#: LRA's exact setting, and a CPU tier: lengths 101-511 (padded to 512), a smaller training
-#: split, LRA's depth and fan-out. Both use seed 0.
+#: LRA's exact setting, and a CPU tier: lengths 51-255 (padded to 256), a smaller training
+#: split, LRA's depth and fan-out. Both use seed 0. Majority class of the seeded data: lra
+#: 17.3 % of test, 17.25 % of val (class 9); cpu 15.55 % of test (class 0), 15.0 % of val
+#: (class 9). The cpu tier is short enough for a small softmax Transformer (2 layers, D = 64,
+#: batch 32) to take about a thousand steps on 2 CPU cores in 20 minutes.
 TIERS: dict[str, ListOpsParams] = {
     "lra": ListOpsParams(min_len=500, max_len=2000, sizes=(96_000, 2_000, 2_000)),
-    "cpu": ListOpsParams(min_len=100, max_len=512, sizes=(20_000, 2_000, 2_000)),
+    "cpu": ListOpsParams(min_len=50, max_len=256, sizes=(20_000, 2_000, 2_000)),
 }
 
 
