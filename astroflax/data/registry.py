@@ -13,6 +13,7 @@ from astroflax.data.base import Dataset
 from astroflax.data.code import load_code
 from astroflax.data.images import load_cifar10, load_digits
 from astroflax.data.imdb import load_imdb
+from astroflax.data.listops import load_listops
 from astroflax.data.lra import (
     load_lra_image,
     load_lra_pathfinder,
@@ -25,6 +26,7 @@ from astroflax.data.wikitext import load_wikitext2
 DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "digits": load_digits, "cifar10": load_cifar10, "imdb": load_imdb,
     "wikitext2": load_wikitext2, "code": load_code, "mqar": load_mqar,
+    "listops": load_listops,
     "lra_text": load_lra_text, "lra_retrieval": load_lra_retrieval, "lra_image": load_lra_image,
     "lra_pathfinder": load_lra_pathfinder}
 

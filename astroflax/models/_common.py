@@ -33,7 +33,7 @@ class Trunk(nnx.Module):
         multiplied by :func:`astroflax.nn.embed.embed_scale_factor` before positions are added.
         """
         check_positive(features=features, num_layers=num_layers, num_heads=num_heads,
-                       max_len=max_len, mlp_dim=mlp_dim)
+                       max_len=max_len)
         if not (isinstance(dropout, int | float) and 0 <= dropout < 1):
             raise ValueError(f"dropout: expected a rate in [0, 1), got {dropout!r}")
         if not isinstance(causal, bool):

@@ -43,7 +43,8 @@ class AstroViT(nnx.Module):
             (astro, softmax, linear, kozachkov_*, none, ...) or an
             :class:`astroflax.nn.AttentionSpec`. ``m_div="paper"`` in it resolves to ``m``
             here: :func:`astroflax.models.create_model` applies a preset's factor.
-          mlp_dim: FFN hidden width (None: ``4·D``; the paper does not state it).
+          mlp_dim: FFN hidden width (None: ``4·D``, the paper does not state it; 0: no FFN
+            sub-layer, as Zoology's recall models).
           norm: post (paper Eq. 2-3) | pre (pre-LayerNorm with a final LayerNorm).
           dropout: dropout rate in [0, 1) after embeddings and in every block.
           pos_embedding: absolute positions: paper (the paper's mix: none for specs with the

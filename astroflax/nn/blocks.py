@@ -96,7 +96,9 @@ class TransformerBlock(nnx.Module):
             encoder block (every token sees every token).
           attention: an :class:`astroflax.nn.AttentionSpec` or a variant name of
             :data:`astroflax.nn.VARIANTS` (``none``: the block is its FFN only).
-          mlp_dim: FFN width (default ``4·D``; the paper does not state it).
+          mlp_dim: FFN width (default ``4·D``; the paper does not state it); ``0``: no FFN
+            sub-layer (and no second LayerNorm), the block is its attention sub-layer alone (as
+            the models of Zoology's associative-recall study, which have no MLP).
           norm: ``"post"`` (paper Eq. 2–3) or ``"pre"``.
           dropout: rate after attention, inside and after the FFN.
           dtype, param_dtype: computation and parameter dtypes. rngs: initialisation, dropout.
@@ -107,10 +109,15 @@ class TransformerBlock(nnx.Module):
         self.attention = make_attention(features, num_heads, max_len=max_len,
                                         attention=attention, causal=causal, dtype=dtype,
                                         param_dtype=param_dtype, rngs=rngs)
-        self.ffn = FeedForward(features, mlp_dim or 4 * features, dropout=dropout, dtype=dtype,
-                               param_dtype=param_dtype, rngs=rngs)
+        if mlp_dim is not None and not (isinstance(mlp_dim, int) and mlp_dim >= 0):
+            raise ValueError(f"mlp_dim: expected None, 0 (no FFN) or a positive int, got "
+                             f"{mlp_dim!r}")
+        self.ffn = None if mlp_dim == 0 else FeedForward(
+            features, mlp_dim or 4 * features, dropout=dropout, dtype=dtype,
+            param_dtype=param_dtype, rngs=rngs)
         self.norm1 = LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
-        self.norm2 = LayerNorm(features, param_dtype=param_dtype, rngs=rngs)
+        self.norm2 = (None if self.ffn is None else
+                      LayerNorm(features, param_dtype=param_dtype, rngs=rngs))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def _mix(self, x: Array, attend: Any) -> tuple[Array, Any]:
@@ -118,11 +125,13 @@ class TransformerBlock(nnx.Module):
         if self.norm == "post":
             y, extra = attend(x)
             x = self.norm1(x + self.dropout(y))
-            x = self.norm2(x + self.dropout(self.ffn(x)))
+            if self.ffn is not None:
+                x = self.norm2(x + self.dropout(self.ffn(x)))
         else:
             y, extra = attend(self.norm1(x))
             x = x + self.dropout(y)
-            x = x + self.dropout(self.ffn(self.norm2(x)))
+            if self.ffn is not None:
+                x = x + self.dropout(self.ffn(self.norm2(x)))
         return x, extra
 
     def __call__(self, x: Array, *, mask: Array | None = None,

@@ -19,7 +19,7 @@ from astroflax.models import LOGICAL_AXES, SETTINGS, check_model, keeps_preset
 _MODEL_META = ("name",)
 SCHEDULES = ("cosine", "constant")
 #: Datasets that read ``config.data.max_len`` (the sequence length); the others ignore it.
-TEXT_DATASETS = ("imdb", "wikitext2", "code", "mqar", "lra_text", "lra_retrieval")
+TEXT_DATASETS = ("imdb", "wikitext2", "code", "mqar", "listops", "lra_text", "lra_retrieval")
 #: ``config.mesh`` of a config that has none: every device on ``data`` (data parallelism).
 DEFAULT_MESH = {"axes": ("data",), "shape": (-1,), "batch_axes": ("data",), "rules": (),
                 "num_devices": None}

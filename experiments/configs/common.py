@@ -99,6 +99,14 @@ FIELDS: dict[str, dict[str, tuple]] = {
         "num_pairs": (None, int, "MQAR: key-value pairs K per sequence (4K <= max_len)"),
         "power_a": (None, float, "MQAR: query slots drawn with p(i) ~ a i^(a-1) (None: "
                                  "Zoology's 0.01)"),
+        "listops_tier": (None, str, "ListOps: lra (500 < length < 2000, 96k/2k/2k) | cpu "
+                                    "(50 < length < 256, 20k/2k/2k)"),
+        "listops_min_len": (None, int, "ListOps: generated length bound, exclusive (None: the "
+                                       "tier's)"),
+        "listops_max_len": (None, int, "ListOps: generated length bound, exclusive (None: the "
+                                       "tier's)"),
+        "listops_sizes": (None, tuple, "ListOps: distinct trees (train, val, test) to generate "
+                                       "(None: the tier's)"),
     },
     "train": {
         "batch_size": (32, "global batch size (at most the training set)"),
@@ -215,6 +223,16 @@ def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.num_train, c.data.num_eval = 64, 32
     c.train.eval_batch_size = None
     return smoke_schedule(c)
+
+
+def listops_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """:func:`shrink` for ListOps, on a tiny generated set (lengths 11-39, 64/32/32 trees).
+
+    Generated in under a second into ``data.data_dir`` (default ``~/astroflax_data/``).
+    """
+    c.data.update({"listops_tier": "cpu", "listops_min_len": 10, "listops_max_len": 40,
+                   "listops_sizes": (64, 32, 32)})
+    return shrink(c)
 
 
 def parse_arg(arg: str | None) -> bool:
