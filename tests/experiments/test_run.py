@@ -20,8 +20,10 @@ from experiments import run
 from experiments.configs import common
 from tests.helpers import REPO
 
+#: The single configs (a family module, serving one config per variant, is tested in
+#: tests/experiments/test_long_range.py).
 CONFIGS = sorted(p.stem for p in (REPO / "experiments" / "configs").glob("*.py")
-                 if p.stem not in ("__init__", "common"))
+                 if p.stem not in ("__init__", "common", *run.config_families()))
 #: What each dataset fixes in the model, standing in for the data in the smoke builds below.
 DATA_FIXES = {
     "digits": {"image_size": 8, "in_channels": 1, "num_classes": 10},
