@@ -28,9 +28,6 @@ Example = dict[str, np.ndarray]
 #: PyTorch's ``ignore_index`` default.
 IGNORE = -100
 
-#: The kinds of example a dataset can hold (see the module docstring).
-TASKS = ("classification", "lm", "recall")
-
 TFDS_PREPARE_HELP = (
     "TFDS dataset {name!r} (split {split!r}) is not prepared in {data_dir}.\n"
     "Prepare it once on a machine with internet (TensorFlow is needed only for this step):\n"
@@ -57,7 +54,8 @@ class Dataset:
 
     Attributes:
       name: dataset name (``digits``, ``cifar10``, ``imdb``, ``wikitext2``, ``code``, ...).
-      task: the kind of example, one of :data:`TASKS`.
+      task: the kind of example (see the module docstring), a key of
+        :data:`astroflax.train.tasks.TASKS`; the trainer checks it when a run is set up.
       train, eval: the splits' examples (see the module docstring); ``num_train`` and
         ``num_eval`` are their lengths.
       model_overrides: keyword arguments the data fixes (``image_size``, ``vocab_size``, ...).
@@ -73,10 +71,6 @@ class Dataset:
     model_overrides: dict[str, Any]
     info: dict[str, Any]
     pretrained: dict[str, np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"Dataset {self.name!r}: task {self.task!r} is not one of {TASKS}")
 
     @property
     def num_train(self) -> int:

@@ -11,9 +11,8 @@ The trainer, ``experiments.evaluate`` and the studies ask the task, never the da
 * :attr:`Task.metric`, :attr:`Task.higher_is_better` and :meth:`Task.score` — which metric
   picks the best checkpoint and how.
 
-``Dataset.task`` (:data:`astroflax.data.base.TASKS`) names the task of a dataset;
-:func:`for_dataset` gives its object. A new task is one subclass here and one entry in
-:data:`TASKS`.
+``Dataset.task`` names the task of a dataset; :func:`for_dataset` gives its object (and
+refuses a name with none). A new task is one subclass here and one entry in :data:`TASKS`.
 """
 
 from __future__ import annotations
