@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from astroflax.train.checkpoint import Checkpointer
 from benchmarks._common import machine, print_table, run_until_logged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,14 +120,20 @@ def _resumed_step(log: str) -> str:
     return m.group(1) if m else "none"
 
 
+def _unreadable(workdir: Path) -> Path:
+    """Where the checkpointer sets aside the checkpoints of ``workdir`` it could not read."""
+    return Checkpointer.aside_of(Checkpointer.directory_in(workdir), "unreadable")
+
+
 def _steps(workdir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    return sorted(int(p.name) for p in Checkpointer.directory_in(workdir).iterdir()
+                  if p.name.isdigit())
 
 
 def _damage_newest_and_rerun(probe: Probe, workdir: Path) -> tuple[int, int, str, bool]:
     """Damages the newest checkpoint, reruns: ``(its step, exit code, stderr, detected)``."""
     newest = _steps(workdir)[-1]
-    _damage(workdir / "checkpoints" / str(newest))
+    _damage(Checkpointer.directory_in(workdir) / str(newest))
     rc, log = probe.run(workdir)
     detected = "does not match the fingerprint" in log or "non-finite values" in log
     return newest, rc, log, detected
@@ -175,15 +182,15 @@ def main() -> None:
     rows.append(["64 bytes of the latest checkpoint overwritten, rerun",
                  f"damaged step {latest}'s largest parameter file",
                  f"exit {rc}; detected: {detected}; set aside: "
-                 f"{(w / 'checkpoints.unreadable' / str(latest)).is_dir()}", _verdict(w, ref)])
+                 f"{(_unreadable(w) / str(latest)).is_dir()}", _verdict(w, ref)])
 
     # Every checkpoint unreadable: starts over from step 0, says so, keeps the old history.
     w = root / "corrupt_all"
     shutil.copytree(root / "ref", w)
     for s in _steps(w):
-        _truncate(w / "checkpoints" / str(s))
+        _truncate(Checkpointer.directory_in(w) / str(s))
     rc, log = probe.run(w)
-    kept = list((w / "checkpoints.unreadable").glob("history-*/metrics.jsonl"))
+    kept = list(_unreadable(w).glob("history-*/metrics.jsonl"))
     noise = "Exception ignored" in log or "'driver'" in log
     rows.append(["every checkpoint unreadable, rerun",
                  f"truncated the parameter files of {len(_steps(root / 'ref'))} checkpoints",
