@@ -210,6 +210,24 @@ def family_arg(arg: str | None) -> tuple[str, bool]:
     return variant, parse_arg(rest)
 
 
+def family_config(family: str, arg: str | None, *, data: dict[str, Any], model: str,
+                  train: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A config family's config for the variant in ``arg`` (``"<variant>[:smoke]"``).
+
+    ``data``: the ``config.data`` fields (``name`` among them); ``model``: the preset;
+    ``train``: the ``config.train`` fields. The smoke variant is :func:`listops_smoke` for
+    ListOps and :func:`shrink` otherwise.
+    """
+    variant, is_smoke = family_arg(arg)
+    c = base_config(f"{family}_{variant}")
+    c.data.update(data)
+    c.model.update({"name": model, "attention": variant})
+    c.train.update(train)
+    if not is_smoke:
+        return c
+    return listops_smoke(c) if c.data.name == "listops" else shrink(c)
+
+
 def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A smoke run of a long-range config: its own preset at width 16, 1 layer, 2 heads.
 

@@ -18,12 +18,9 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"listops_{variant}")
-    c.data.update({"name": "listops", "listops_tier": "lra"})
-    c.model.update({"name": "lra_listops", "attention": variant})
-    c.train.update({"batch_size": 32, "num_train_steps": 5_000, "learning_rate": 1.58e-3,
-                    "warmup_steps": 1_000, "weight_decay": 0.1, "b2": 0.98,
-                    "log_every_steps": 50, "eval_every_steps": 250,
-                    "checkpoint_every_steps": 1_000, "target_accuracy": 0.3})
-    return common.listops_smoke(c) if is_smoke else c
+    return common.family_config(
+        "listops", arg, data={"name": "listops", "listops_tier": "lra"}, model="lra_listops",
+        train={"batch_size": 32, "num_train_steps": 5_000, "learning_rate": 1.58e-3,
+               "warmup_steps": 1_000, "weight_decay": 0.1, "b2": 0.98,
+               "log_every_steps": 50, "eval_every_steps": 250,
+               "checkpoint_every_steps": 1_000, "target_accuracy": 0.3})

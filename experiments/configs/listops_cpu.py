@@ -15,12 +15,9 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"listops_cpu_{variant}")
-    c.data.update({"name": "listops", "listops_tier": "cpu"})
-    c.model.update({"name": "small_listops", "attention": variant})
-    c.train.update({"batch_size": 32, "num_train_steps": 1_500, "learning_rate": 1e-3,
-                    "warmup_steps": 100, "weight_decay": 0.01, "log_every_steps": 50,
-                    "eval_every_steps": 250, "checkpoint_every_steps": 500,
-                    "target_accuracy": 0.3})
-    return common.listops_smoke(c) if is_smoke else c
+    return common.family_config(
+        "listops_cpu", arg, data={"name": "listops", "listops_tier": "cpu"}, model="small_listops",
+        train={"batch_size": 32, "num_train_steps": 1_500, "learning_rate": 1e-3,
+               "warmup_steps": 100, "weight_decay": 0.01, "log_every_steps": 50,
+               "eval_every_steps": 250, "checkpoint_every_steps": 500,
+               "target_accuracy": 0.3})

@@ -15,11 +15,8 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"lra_image_{variant}")
-    c.data.name = "lra_image"
-    c.model.update({"name": "lra_image", "attention": variant})
-    c.train.update({"batch_size": 256, "num_epochs": 200.0, "learning_rate": 5e-4,
-                    "warmup_steps": 175, "weight_decay": 0.0, "log_every_steps": 100,
-                    "checkpoint_every_steps": 2_000})
-    return common.shrink(c) if is_smoke else c
+    return common.family_config(
+        "lra_image", arg, data={"name": "lra_image"}, model="lra_image",
+        train={"batch_size": 256, "num_epochs": 200.0, "learning_rate": 5e-4,
+               "warmup_steps": 175, "weight_decay": 0.0, "log_every_steps": 100,
+               "checkpoint_every_steps": 2_000})

@@ -17,13 +17,10 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"lra_retrieval_{variant}")
-    c.data.name = "lra_retrieval"
-    c.model.update({"name": "lra_retrieval", "attention": variant})
-    c.data.max_len = 4_000
-    c.train.update({"batch_size": 32, "num_train_steps": 5_000, "learning_rate": 5.6e-4,
-                    "warmup_steps": 1_000, "weight_decay": 0.1, "b2": 0.98,
-                    "log_every_steps": 100, "eval_every_steps": 500,
-                    "checkpoint_every_steps": 1_000})
-    return common.shrink(c) if is_smoke else c
+    return common.family_config(
+        "lra_retrieval", arg, data={"name": "lra_retrieval", "max_len": 4_000},
+        model="lra_retrieval",
+        train={"batch_size": 32, "num_train_steps": 5_000, "learning_rate": 5.6e-4,
+               "warmup_steps": 1_000, "weight_decay": 0.1, "b2": 0.98,
+               "log_every_steps": 100, "eval_every_steps": 500,
+               "checkpoint_every_steps": 1_000})

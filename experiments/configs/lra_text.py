@@ -17,13 +17,9 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"lra_text_{variant}")
-    c.data.name = "lra_text"
-    c.model.update({"name": "lra_text", "attention": variant})
-    c.data.max_len = 4_000
-    c.train.update({"batch_size": 32, "num_train_steps": 20_000, "learning_rate": 5.6e-4,
-                    "warmup_steps": 8_000, "weight_decay": 0.1, "b2": 0.98,
-                    "log_every_steps": 100, "eval_every_steps": 1_000,
-                    "checkpoint_every_steps": 2_000})
-    return common.shrink(c) if is_smoke else c
+    return common.family_config(
+        "lra_text", arg, data={"name": "lra_text", "max_len": 4_000}, model="lra_text",
+        train={"batch_size": 32, "num_train_steps": 20_000, "learning_rate": 5.6e-4,
+               "warmup_steps": 8_000, "weight_decay": 0.1, "b2": 0.98,
+               "log_every_steps": 100, "eval_every_steps": 1_000,
+               "checkpoint_every_steps": 2_000})

@@ -17,13 +17,11 @@ FAMILY = True
 
 def get_config(arg: str | None = None):
     """``arg``: ``"<variant>"`` or ``"<variant>:smoke"``."""
-    variant, is_smoke = common.family_arg(arg)
-    c = common.base_config(f"mqar_{variant}")
-    c.data.update({"name": "mqar", "vocab_size": 256, "max_len": 64, "num_pairs": 4,
-                   "num_train": 20_000, "num_eval": 1_000})
-    c.model.update({"name": "mqar", "attention": variant})
-    c.train.update({"batch_size": 64, "num_train_steps": 3_000, "learning_rate": 3e-3,
-                    "schedule": "cosine", "warmup_steps": 100, "weight_decay": 0.1,
-                    "log_every_steps": 100, "eval_every_steps": 250,
-                    "checkpoint_every_steps": 1_000, "target_accuracy": 0.99})
-    return common.shrink(c) if is_smoke else c
+    return common.family_config(
+        "mqar", arg, model="mqar",
+        data={"name": "mqar", "vocab_size": 256, "max_len": 64, "num_pairs": 4,
+              "num_train": 20_000, "num_eval": 1_000},
+        train={"batch_size": 64, "num_train_steps": 3_000, "learning_rate": 3e-3,
+               "schedule": "cosine", "warmup_steps": 100, "weight_decay": 0.1,
+               "log_every_steps": 100, "eval_every_steps": 250,
+               "checkpoint_every_steps": 1_000, "target_accuracy": 0.99})
