@@ -3,6 +3,7 @@
     python -m experiments.run                                  # offline default: digits_astro
     python -m experiments.run --config=cifar_astro             # a bare name: experiments/configs/
     python -m experiments.run --config=imdb_softmax:smoke --config.train.batch_size=32
+    python -m experiments.run --config=listops_cpu_astro       # a family: <task>_<variant>
     python -m experiments.run --config=path/to/my.py --workdir=/tmp/run1
     python -m experiments.run --config=cifar_astro --coordinator_address=host0:1234 \
         --num_processes=2 --process_id=0          # one per host; see BUILD.md (multi-host)
