@@ -18,7 +18,14 @@ from astroflax.kernels import astro_attention
 from astroflax.kernels.astro import api, sigmoid_prefix_read, sigmoid_scan_read
 from astroflax.kernels.astro.naive import naive_astro_attention
 from astroflax.kernels.astro.scan import trace_stays_finite
-from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
+from tests.helpers import (
+    assert_close,
+    left_padding_mask,
+    normal,
+    padding_mask,
+    random_qkv,
+    uniform,
+)
 
 B, H, M, D = 2, 2, 5, 3  # m != d on purpose: a transposed trace cannot pass
 LENGTHS = (1, 7, 63, 64, 65, 200)
@@ -76,7 +83,7 @@ GRAD_CASES = [
 
 
 def _check_gradients(q, k, v, pos, mask, *, mode, causal, chunk_size, alpha, sigmoid, eps=1e-6):
-    cot = jax.random.normal(jax.random.key(9), v.shape, jnp.float64)
+    cot = normal(9, v.shape)
 
     def loss(fn, q, k, v, pos, **kw):
         return jnp.sum(cot * fn(q, k, v, causal=causal, alpha=alpha, sigmoid=sigmoid,
@@ -179,12 +186,11 @@ READS = {
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
 @pytest.mark.parametrize("T", [1, 19, 70])  # 19, 70: padded blocks; 70: two reverse blocks
 def test_sigmoid_reads_equal_the_direct_formula_with_gradients(read, T):
-    keys = jax.random.split(jax.random.key(T), 5)
-    S0 = jax.random.normal(keys[0], (M, D), jnp.float64)
-    x = 2 * jax.random.uniform(keys[1], (T, M), jnp.float64)
-    v = 2 * jax.random.normal(keys[2], (T, D), jnp.float64)
-    q_feat = jax.random.uniform(keys[3], (T, M), jnp.float64)
-    cot = jax.random.normal(keys[4], (T, D), jnp.float64)
+    S0 = normal(T, (M, D))
+    x = uniform(T + 1, (T, M), high=2.0)
+    v = normal(T + 2, (T, D), scale=2.0)
+    q_feat = uniform(T + 3, (T, M))
+    cot = normal(T + 4, (T, D))
     assert_close(jax.jit(lambda *a: read(*a, 2.0))(S0, x, v, q_feat),
                  _direct_numerators(S0, x, v, q_feat, 2.0), rtol=1e-12, name="numerators")
     got = jax.jit(jax.grad(lambda *a: jnp.sum(cot * read(*a, 2.0)), argnums=(0, 1, 2, 3)))(
@@ -213,11 +219,10 @@ def test_a_later_infinite_token_leaves_earlier_scan_outputs_and_gradients_finite
     # (σ' = 0 where the trace is infinite; subtracting the token back out would give NaN).
     # A NaN token's later states are NaN, and so, through them, are earlier gradients.
     T, bad = 70, 66
-    keys = jax.random.split(jax.random.key(3), 4)
     S0 = jnp.zeros((M, D))
-    x = jax.random.uniform(keys[0], (T, M)) + 0.5
-    v, cot = (jax.random.normal(key, (T, D)) for key in keys[1:3])
-    q_feat = jax.random.uniform(keys[3], (T, M))
+    x = uniform(3, (T, M), low=0.5, high=1.5)
+    v, cot = normal(4, (T, D)), normal(5, (T, D))
+    q_feat = uniform(6, (T, M))
     corrupt = v.at[bad].set(value)
     np.testing.assert_array_equal(sigmoid_scan_read(S0, x, corrupt, q_feat, 4.0)[:bad],
                                   sigmoid_scan_read(S0, x, v, q_feat, 4.0)[:bad])
