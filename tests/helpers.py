@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,24 +36,41 @@ def assert_close(actual, expected, *, rtol: float = 1e-10, atol: float = 0.0,
     )
 
 
+def normal(seed: int, shape: tuple[int, ...], dtype=jnp.float64, scale: float = 1.0):
+    """Standard normal draws of ``shape`` (times ``scale``), by NumPy: no XLA program to compile.
+
+    ``jax.random`` draws of a new shape are new XLA programs (threefry); compiling them took
+    seconds per test on the suite's CPUs, for data whose only requirement is to be random.
+    """
+    return jnp.asarray((scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype))
+
+
+def uniform(seed: int, shape: tuple[int, ...], dtype=jnp.float64, low: float = 0.0,
+            high: float = 1.0):
+    """Uniform draws on ``[low, high)`` of ``shape``, by NumPy (see :func:`normal`)."""
+    return jnp.asarray(np.random.default_rng(seed).uniform(low, high, shape).astype(dtype))
+
+
 def random_qkv(seed: int, *, B: int = 2, T: int = 7, H: int = 3, m: int = 5, d: int = 4,
                dtype=jnp.float64, scale: float = 1.0):
-    """Random ``q, k: [B, T, H, m]``, ``v: [B, T, H, d]``, and raw positional keys ``[T, H, m]``."""
-    kq, kk, kv, kp = jax.random.split(jax.random.key(seed), 4)
-    q = scale * jax.random.normal(kq, (B, T, H, m), dtype)
-    k = scale * jax.random.normal(kk, (B, T, H, m), dtype)
-    v = jax.random.normal(kv, (B, T, H, d), dtype)
-    pos = scale * jax.random.normal(kp, (T, H, m), dtype)
-    return q, k, v, pos
+    """Random ``q, k: [B, T, H, m]``, ``v: [B, T, H, d]``, and raw positional keys ``[T, H, m]``.
+
+    Drawn by NumPy (see :func:`normal`).
+    """
+    rng = np.random.default_rng(seed)
+
+    def draw(shape, s=scale):
+        return jnp.asarray((s * rng.standard_normal(shape)).astype(dtype))
+
+    q, k, v = draw((B, T, H, m)), draw((B, T, H, m)), draw((B, T, H, d), 1.0)
+    return q, k, v, draw((T, H, m))
 
 
 def padding_mask(B: int, T: int, lengths) -> jnp.ndarray:
     """``[B, T]`` bool mask, True for the first ``lengths[b]`` tokens (right padding)."""
-    lengths = jnp.asarray(lengths)
-    return jnp.arange(T)[None, :] < lengths[:, None]
+    return jnp.asarray(np.arange(T)[None, :] < np.asarray(lengths)[:, None])
 
 
 def left_padding_mask(B: int, T: int, lengths) -> jnp.ndarray:
     """``[B, T]`` bool mask, True for the last ``lengths[b]`` tokens (left padding)."""
-    lengths = jnp.asarray(lengths)
-    return jnp.arange(T)[None, :] >= T - lengths[:, None]
+    return jnp.asarray(np.arange(T)[None, :] >= T - np.asarray(lengths)[:, None])

@@ -4,6 +4,12 @@ The formula is that of docs/model.md §2 (non-causal) and §4 (causal).
 
 The grid T × (alpha, sigmoid, pos_keys, mask) × mode is covered so that every mode meets every
 setting and every length meets every setting, without compiling the full cross product.
+
+The reference is :func:`naive_astro_attention_head` (the formula written out, no code shared
+with the modes), batched here with ``alpha``, ``m_div`` and ``eps`` as traced arguments and the
+positional term and mask always present (zero rates, every token real, when a case has none):
+one compiled reference per ``(T, causal, sigmoid)`` then serves every case, and its gradients
+likewise.
 """
 
 import functools
@@ -16,9 +22,16 @@ import pytest
 
 from astroflax.kernels import astro_attention
 from astroflax.kernels.astro import api, sigmoid_prefix_read, sigmoid_scan_read
-from astroflax.kernels.astro.naive import naive_astro_attention
+from astroflax.kernels.astro.naive import naive_astro_attention_head
 from astroflax.kernels.astro.scan import trace_stays_finite
-from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
+from tests.helpers import (
+    assert_close,
+    left_padding_mask,
+    normal,
+    padding_mask,
+    random_qkv,
+    uniform,
+)
 
 B, H, M, D = 2, 2, 5, 3  # m != d on purpose: a transposed trace cannot pass
 LENGTHS = (1, 7, 63, 64, 65, 200)
@@ -37,6 +50,47 @@ def _forward_cases():
                                   f"a{alpha}-sig{int(sigmoid)}-pos{int(with_pos)}-mask{int(with_mask)}")
 
 
+def _elu1(x):
+    return jax.nn.elu(x) + 1.0
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "sigmoid"))
+def _reference_batched(q, k, v, pos, with_pos, mask, alpha, m_div, eps, *, causal, sigmoid):
+    def one_head(q, k, v, pos, mask):
+        # Without a positional term the astrocyte's rates are zero: x = φ(k) + 0, exactly.
+        pos_feat = jnp.where(with_pos, _elu1(pos), 0.0)
+        return naive_astro_attention_head(_elu1(q), _elu1(k), v, pos_feat, mask, causal=causal,
+                                          alpha=alpha, sigmoid=sigmoid, m_div=m_div, eps=eps)
+
+    over_heads = jax.vmap(one_head, in_axes=(1, 1, 1, 1, None), out_axes=1)
+    return jax.vmap(over_heads, in_axes=(0, 0, 0, None, 0))(q, k, v, pos, mask)
+
+
+def _reference_args(q, pos_keys, mask):
+    # None becomes zeros / all-True, built by NumPy (an eager jnp.zeros is a compile per shape).
+    B, T, H, m = q.shape
+    with_pos = pos_keys is not None
+    pos = pos_keys if with_pos else jnp.asarray(np.zeros((T, H, m), q.dtype))
+    mask = jnp.asarray(np.ones((B, T), bool)) if mask is None else mask
+    return pos, with_pos, mask
+
+
+def reference(q, k, v, *, causal=False, alpha=0.25, sigmoid=True, m_div=float(M),
+              pos_keys=None, mask=None, eps=1e-6):
+    """``naive_astro_attention`` (elu+1 features) with one compiled program per shape and flags."""
+    pos, with_pos, mask = _reference_args(q, pos_keys, mask)
+    return _reference_batched(q, k, v, pos, with_pos, mask, alpha, m_div, eps, causal=causal,
+                              sigmoid=sigmoid)
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "sigmoid"))
+def _reference_grads(cot, q, k, v, pos, with_pos, mask, alpha, eps, *, causal, sigmoid):
+    def loss(q, k, v, pos):
+        return jnp.sum(cot * _reference_batched(q, k, v, pos, with_pos, mask, alpha, float(M), eps,
+                                                causal=causal, sigmoid=sigmoid))
+    return jax.grad(loss, argnums=(0, 1, 2, 3))(q, k, v, pos)
+
+
 def _inputs(T, seed=0, with_mask=True, left=False):
     q, k, v, pos = random_qkv(seed, B=B, T=T, H=H, m=M, d=D)
     make = left_padding_mask if left else padding_mask
@@ -51,7 +105,7 @@ def test_mode_matches_naive(T, mode, causal, chunk_size, alpha, sigmoid, with_po
     kw = dict(causal=causal, alpha=alpha, sigmoid=sigmoid, pos_keys=pos if with_pos else None,
               mask=mask)
     out = astro_attention(q, k, v, mode=mode, chunk_size=chunk_size, **kw)
-    assert_close(out, naive_astro_attention(q, k, v, **kw), name=mode)
+    assert_close(out, reference(q, k, v, **kw), name=mode)
 
 
 GRAD_CASES = [
@@ -76,16 +130,18 @@ GRAD_CASES = [
 
 
 def _check_gradients(q, k, v, pos, mask, *, mode, causal, chunk_size, alpha, sigmoid, eps=1e-6):
-    cot = jax.random.normal(jax.random.key(9), v.shape, jnp.float64)
+    cot = normal(9, v.shape)
 
-    def loss(fn, q, k, v, pos, **kw):
-        return jnp.sum(cot * fn(q, k, v, causal=causal, alpha=alpha, sigmoid=sigmoid,
-                                pos_keys=pos, mask=mask, eps=eps, **kw))
+    def loss(q, k, v, pos):
+        return jnp.sum(cot * astro_attention(q, k, v, causal=causal, alpha=alpha, sigmoid=sigmoid,
+                                             pos_keys=pos, mask=mask, eps=eps, mode=mode,
+                                             chunk_size=chunk_size))
 
     argnums = (0, 1, 2) if pos is None else (0, 1, 2, 3)
-    got = jax.grad(lambda *a: loss(astro_attention, *a, mode=mode, chunk_size=chunk_size),
-                   argnums=argnums)(q, k, v, pos)
-    want = jax.grad(lambda *a: loss(naive_astro_attention, *a), argnums=argnums)(q, k, v, pos)
+    got = jax.jit(jax.grad(loss, argnums=argnums))(q, k, v, pos)
+    ref_pos, with_pos, ref_mask = _reference_args(q, pos, mask)
+    want = _reference_grads(cot, q, k, v, ref_pos, with_pos, ref_mask, alpha, eps, causal=causal,
+                            sigmoid=sigmoid)
     for name, g, w in zip(("dq", "dk", "dv", "dpos_keys"), got, want, strict=False):
         assert_close(g, w, rtol=1e-9, name=name)
 
@@ -107,7 +163,7 @@ def test_left_padding_causal_matches_naive_with_finite_gradients(mode, chunk_siz
     q, k, v, pos, mask = _inputs(13, seed=6, left=True)
     kw = dict(causal=True, alpha=alpha, sigmoid=sigmoid, pos_keys=pos, mask=mask, eps=eps)
     out = astro_attention(q, k, v, mode=mode, chunk_size=chunk_size, **kw)
-    assert_close(out, naive_astro_attention(q, k, v, **kw), name=mode)
+    assert_close(out, reference(q, k, v, **kw), name=mode)
     _check_gradients(q, k, v, pos, mask, mode=mode, causal=True, chunk_size=chunk_size,
                      alpha=alpha, sigmoid=sigmoid, eps=eps)
 
@@ -133,7 +189,7 @@ def test_m_div_and_eps_follow_the_formula():
     kw = dict(alpha=0.5, sigmoid=True, pos_keys=pos, mask=mask, m_div=1000.0, eps=0.1)
     for causal in (False, True):
         assert_close(astro_attention(q, k, v, causal=causal, **kw),
-                     naive_astro_attention(q, k, v, causal=causal, **kw), name=f"causal={causal}")
+                     reference(q, k, v, causal=causal, **kw), name=f"causal={causal}")
 
 
 def test_default_m_div_is_the_state_width():
@@ -158,7 +214,7 @@ def test_long_parallel_causal_block_matches_naive():
     q, k, v, pos, mask = _inputs(T, seed=11)
     kw = dict(causal=True, alpha=0.25, sigmoid=True, pos_keys=pos, mask=mask)
     assert_close(astro_attention(q, k, v, mode="parallel", **kw),
-                 naive_astro_attention(q, k, v, **kw), name="parallel, cumsum branch")
+                 reference(q, k, v, **kw), name="parallel, cumsum branch")
 
 
 def _direct_numerators(S0, x, v, q_feat, m_div):
@@ -166,6 +222,12 @@ def _direct_numerators(S0, x, v, q_feat, m_div):
     # jnp.cumsum, differentiated by plain autodiff (no hand-written backward).
     S = S0 + jnp.cumsum(x[:, :, None] * v[:, None, :], axis=0)
     return jnp.einsum("tm,tmd->td", q_feat, jax.nn.sigmoid(S / m_div))
+
+
+# Jitted once here, so the reads of one length share the reference's two programs.
+_direct_jit = jax.jit(_direct_numerators)
+_direct_grads = jax.jit(jax.grad(lambda S0, x, v, q_feat, cot, m_div: jnp.sum(
+    cot * _direct_numerators(S0, x, v, q_feat, m_div)), argnums=(0, 1, 2, 3)))
 
 
 READS = {
@@ -179,18 +241,16 @@ READS = {
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
 @pytest.mark.parametrize("T", [1, 19, 70])  # 19, 70: padded blocks; 70: two reverse blocks
 def test_sigmoid_reads_equal_the_direct_formula_with_gradients(read, T):
-    keys = jax.random.split(jax.random.key(T), 5)
-    S0 = jax.random.normal(keys[0], (M, D), jnp.float64)
-    x = 2 * jax.random.uniform(keys[1], (T, M), jnp.float64)
-    v = 2 * jax.random.normal(keys[2], (T, D), jnp.float64)
-    q_feat = jax.random.uniform(keys[3], (T, M), jnp.float64)
-    cot = jax.random.normal(keys[4], (T, D), jnp.float64)
+    S0 = normal(T, (M, D))
+    x = uniform(T + 1, (T, M), high=2.0)
+    v = normal(T + 2, (T, D), scale=2.0)
+    q_feat = uniform(T + 3, (T, M))
+    cot = normal(T + 4, (T, D))
     assert_close(jax.jit(lambda *a: read(*a, 2.0))(S0, x, v, q_feat),
-                 _direct_numerators(S0, x, v, q_feat, 2.0), rtol=1e-12, name="numerators")
+                 _direct_jit(S0, x, v, q_feat, 2.0), rtol=1e-12, name="numerators")
     got = jax.jit(jax.grad(lambda *a: jnp.sum(cot * read(*a, 2.0)), argnums=(0, 1, 2, 3)))(
         S0, x, v, q_feat)
-    want = jax.grad(lambda *a: jnp.sum(cot * _direct_numerators(*a, 2.0)),
-                    argnums=(0, 1, 2, 3))(S0, x, v, q_feat)
+    want = _direct_grads(S0, x, v, q_feat, cot, 2.0)
     for name, g, w in zip(("dS0", "dx", "dv", "dq"), got, want, strict=True):
         assert_close(g, w, rtol=1e-10, name=name)
 
@@ -206,6 +266,13 @@ def test_trace_stays_finite_bounds_every_partial_sum():
         assert not ok(1.0, 1.0, bad) and not ok(bad, 1.0, 1.0)
 
 
+# Jitted once: the three corrupt values below share these programs (the scan's backward is
+# chosen by a lax.cond on the values, at run time).
+_scan_read_jit = jax.jit(sigmoid_scan_read, static_argnums=4)
+_scan_read_grads = jax.jit(jax.grad(lambda S0, x, v, q_feat, cot: jnp.sum(
+    cot * sigmoid_scan_read(S0, x, v, q_feat, 4.0)), argnums=(0, 1, 2, 3)))
+
+
 @pytest.mark.parametrize("value", [jnp.inf, -jnp.inf, 3e38])
 def test_a_later_infinite_token_leaves_earlier_scan_outputs_and_gradients_finite(value):
     # Token 66 of 70 (second reverse block) overflows: the scan then rebuilds its states
@@ -213,16 +280,14 @@ def test_a_later_infinite_token_leaves_earlier_scan_outputs_and_gradients_finite
     # (σ' = 0 where the trace is infinite; subtracting the token back out would give NaN).
     # A NaN token's later states are NaN, and so, through them, are earlier gradients.
     T, bad = 70, 66
-    keys = jax.random.split(jax.random.key(3), 4)
-    S0 = jnp.zeros((M, D))
-    x = jax.random.uniform(keys[0], (T, M)) + 0.5
-    v, cot = (jax.random.normal(key, (T, D)) for key in keys[1:3])
-    q_feat = jax.random.uniform(keys[3], (T, M))
+    S0 = jnp.asarray(np.zeros((M, D)))
+    x = uniform(3, (T, M), low=0.5, high=1.5)
+    v, cot = normal(4, (T, D)), normal(5, (T, D))
+    q_feat = uniform(6, (T, M))
     corrupt = v.at[bad].set(value)
-    np.testing.assert_array_equal(sigmoid_scan_read(S0, x, corrupt, q_feat, 4.0)[:bad],
-                                  sigmoid_scan_read(S0, x, v, q_feat, 4.0)[:bad])
-    grads = jax.grad(lambda *a: jnp.sum(cot * sigmoid_scan_read(*a, 4.0)),
-                     argnums=(0, 1, 2, 3))(S0, x, corrupt, q_feat)
+    np.testing.assert_array_equal(_scan_read_jit(S0, x, corrupt, q_feat, 4.0)[:bad],
+                                  _scan_read_jit(S0, x, v, q_feat, 4.0)[:bad])
+    grads = _scan_read_grads(S0, x, corrupt, q_feat, cot)
     assert np.all(np.isfinite(grads[0]))
     for g in grads[1:]:
         assert np.all(np.isfinite(g[:bad]))
@@ -240,6 +305,6 @@ def test_materialised_prefix_states_match_naive(monkeypatch, mode, chunk_size, T
     q, k, v, pos, mask = _inputs(T, seed=12)
     kw = dict(causal=True, alpha=0.25, sigmoid=True, pos_keys=pos, mask=mask)
     out = astro_attention(q, k, v, mode=mode, chunk_size=chunk_size, **kw)
-    assert_close(out, naive_astro_attention(q, k, v, **kw), name=mode)
+    assert_close(out, reference(q, k, v, **kw), name=mode)
     _check_gradients(q, k, v, pos, mask, mode=mode, causal=True, chunk_size=chunk_size,
                      alpha=0.25, sigmoid=True)
