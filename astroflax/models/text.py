@@ -18,6 +18,7 @@ from jax import Array
 from astroflax.models._common import Trunk, check_positive, masked_mean
 from astroflax.nn.blocks import dense
 from astroflax.nn.embed import TokenEmbedding
+from astroflax.nn.sharding import eager_sharding_active
 from astroflax.nn.spec import AttentionSpec
 
 #: How a classifier turns ``h [B, T, D]`` into ``[B, D]``: the masked mean over real tokens, or
@@ -75,7 +76,8 @@ class AstroTextClassifier(nnx.Module):
         # The classification token's vector, in the embedded tokens' space (std as the table's
         # rows, so it is scaled and positioned like a token).
         self.cls = (nnx.Param(nnx.initializers.normal(features ** -0.5)(
-            rngs.params(), (features,), param_dtype)) if pooling == "cls" else None)
+            rngs.params(), (features,), param_dtype), out_sharding=("embed",),
+            eager_sharding=eager_sharding_active()) if pooling == "cls" else None)
         self.embed = TokenEmbedding(vocab_size, features, embed_dim=embed_dim,
                                     freeze=freeze_embedding,
                                     dtype=dtype, param_dtype=param_dtype, rngs=rngs)

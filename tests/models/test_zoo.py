@@ -158,6 +158,13 @@ PARAM_COUNTS = {
     "tiny_imdb": 4_380,
     "tiny_cifar10": 8_734,
     "tiny_wikitext2": 7_876,
+    "lra_image": 82_699,
+    "lra_listops": 25_075_258,
+    "lra_pathfinder": 197_970,
+    "lra_retrieval": 3_269_138,
+    "lra_text": 7_322_642,
+    "mqar": 62_210,
+    "small_listops": 101_394,
 }
 
 
@@ -204,7 +211,7 @@ def test_pre_ln_option_adds_a_final_norm_and_runs():
 
 
 def test_unknown_preset_and_override_errors_list_what_is_allowed():
-    with pytest.raises(ValueError, match=r"'paper_mnist'; allowed: \['paper_cifar10'"):
+    with pytest.raises(ValueError, match=r"'paper_mnist'; allowed: \[.*'paper_cifar10'"):
         create_model("paper_mnist")
     with pytest.raises(ValueError, match=r"does not accept \['layers'\]; allowed: .*'num_layers'"):
         create_model("tiny_imdb", layers=3)
