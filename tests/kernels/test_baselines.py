@@ -1,5 +1,7 @@
 """Softmax and random-feature baselines against their definitions."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,8 @@ from astroflax.kernels import (
     positive_random_features,
     softmax_attention,
 )
-from astroflax.kernels.astro.naive import naive_astro_attention
-from tests.helpers import assert_close, padding_mask, random_qkv
+from astroflax.kernels.astro.naive import naive_astro_attention_head
+from tests.helpers import assert_close, normal, padding_mask, random_qkv
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -88,19 +90,27 @@ def test_random_feature_attention_matches_naive(per_head, causal, mode, alpha, s
     keys = jax.random.split(jax.random.key(6), 2)
     W = jnp.stack([draw_random_projection(kk, 6, 4, dtype=jnp.float64) for kk in keys])
     projection = W if per_head else W[0]
-    pos = jax.random.normal(jax.random.key(7), (13, 2, 6), jnp.float64)  # state width 6
+    pos = normal(7, (13, 2, 6))  # state width 6
     kw = dict(causal=causal, alpha=alpha, sigmoid=sigmoid)
     out = astro_attention(q, k, v, pos_keys=pos, mask=mask, feature_map="random_features",
                           projection=projection, mode=mode, chunk_size=4, **kw)
-    # Reference per head: the naive formula with that head's random features.
-    refs = []
-    for h in range(2):
-        Wh = W[h] if per_head else W[0]
-        refs.append(naive_astro_attention(
-            q[:, :, h:h + 1], k[:, :, h:h + 1], v[:, :, h:h + 1], pos_keys=pos[:, h:h + 1],
-            mask=mask, m_div=6.0, features=lambda x, Wh=Wh: positive_random_features(x, Wh),
-            **kw))
-    assert_close(out, jnp.concatenate(refs, axis=2), rtol=1e-12)
+    per_head_W = W if per_head else jnp.stack([W[0], W[0]])
+    assert_close(out, _random_feature_reference(q, k, v, pos, mask, per_head_W, alpha,
+                                                causal=causal, sigmoid=sigmoid), rtol=1e-12)
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "sigmoid"))
+def _random_feature_reference(q, k, v, pos, mask, W, alpha, *, causal, sigmoid):
+    # The naive formula per head with that head's random features W [H, M, n] (alpha traced:
+    # one program per causal and sigmoid).
+    def one_head(q, k, v, pos, W, mask):
+        return naive_astro_attention_head(
+            positive_random_features(q, W), positive_random_features(k, W), v,
+            jax.nn.elu(pos) + 1.0, mask, causal=causal, alpha=alpha, sigmoid=sigmoid, m_div=6.0,
+            eps=1e-6)
+
+    over_heads = jax.vmap(one_head, in_axes=(1, 1, 1, 1, 0, None), out_axes=1)
+    return jax.vmap(over_heads, in_axes=(0, 0, 0, None, None, 0))(q, k, v, pos, W, mask)
 
 
 @pytest.mark.parametrize("d", [3, 6])   # narrower and wider than n = 4

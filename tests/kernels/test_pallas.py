@@ -16,7 +16,7 @@ from astroflax.kernels.astro.core import ReadParams
 from astroflax.kernels.astro.naive import naive_astro_attention
 from astroflax.kernels.pallas.attention import pallas_astro_attention
 from astroflax.kernels.pallas.causal import KernelConfig, causal_hebbian_read
-from tests.helpers import assert_close, left_padding_mask, padding_mask, random_qkv
+from tests.helpers import assert_close, left_padding_mask, normal, padding_mask, random_qkv
 
 B, H, M, D = 2, 2, 8, 16  # m != d, so a transposed trace cannot pass; D splits into two tiles
 # float32 kernels vs a float64 reference: sums of up to 200 terms in float32.
@@ -51,7 +51,7 @@ def test_pallas_matches_naive_outputs_and_gradients(T, causal, chunk_size, d_til
     q, k, v, pos, mask = _inputs(T, mask_kind)
     pos = pos if with_pos else None
     params = ReadParams(alpha=0.25, sigmoid=sigmoid, m_div=3.0, eps=1e-6)
-    weights = jax.random.normal(jax.random.key(1), (B, T, H, D), jnp.float32)
+    weights = normal(1, (B, T, H, D), jnp.float32)
     empty = AstroState(S=jnp.zeros((B, H, M, D), jnp.float32), z=jnp.zeros((B, H, M), jnp.float32))
 
     def pallas_loss(q, k, v, pos):

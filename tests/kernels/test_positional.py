@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from astroflax.kernels import astro_positional, toeplitz_decay_apply
-from tests.helpers import assert_close
+from tests.helpers import assert_close, normal
 
 
 def _direct(M, decay, length):
@@ -20,7 +20,7 @@ def _direct(M, decay, length):
 @pytest.mark.parametrize("decay", [0.05, 1.0, 30.0])
 @pytest.mark.parametrize("chunk_size", [1, 16, 64])
 def test_matches_explicit_toeplitz(length, decay, chunk_size):
-    M = jax.random.normal(jax.random.key(length), (6, 140), jnp.float64)
+    M = normal(length, (6, 140))
     A = astro_positional(M, decay=decay, length=length, chunk_size=chunk_size)
     assert A.shape == (length, 6)
     assert_close(A, _direct(M, decay, length), rtol=1e-12)
@@ -34,7 +34,7 @@ def test_toeplitz_apply_on_identity_rebuilds_p():
 
 
 def test_gradients_match_direct_formula():
-    M = jax.random.normal(jax.random.key(0), (4, 50), jnp.float64)
+    M = normal(0, (4, 50))
 
     def direct(M, decay):
         idx = jnp.arange(50)
@@ -55,7 +55,7 @@ def test_a_shorter_length_is_a_different_window_not_a_slice():
     # D = M P Mᵀ sums over the whole window, so rows of a length-10 call differ from the first
     # 10 rows of the full window: models must compute A over T_max once and slice it
     # (docs/model.md §3).
-    M = jax.random.normal(jax.random.key(1), (4, 40), jnp.float64)
+    M = normal(1, (4, 40))
     full = astro_positional(M, decay=0.5, length=40)
     short = astro_positional(M, decay=0.5, length=10)
     assert_close(short, _direct(M, 0.5, 10), rtol=1e-12)

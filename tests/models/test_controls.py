@@ -16,7 +16,8 @@ VOCAB = 50
 
 
 def tokens(B=1, T=8, seed=0):
-    return jax.random.randint(jax.random.key(seed), (B, T), 1, VOCAB, jnp.int32)
+    # NumPy draws: a jax.random draw of a new shape is an XLA program to compile.
+    return jnp.asarray(np.random.default_rng(seed).integers(1, VOCAB, (B, T)).astype(np.int32))
 
 
 def first_attention(model):
@@ -46,7 +47,8 @@ def test_m_div_forms_reach_the_layer(variant, m_div, expected):
     ("learned", "astro", "learned"), ("learned", "softmax", "learned"),
 ])
 def test_pos_embedding_choice_applies_to_every_variant_alike(pos_embedding, variant, kind):
-    model = create_model("tiny_wikitext2", attention=variant, pos_embedding=pos_embedding)
+    model = nnx.eval_shape(lambda: create_model("tiny_wikitext2", attention=variant,
+                                                pos_embedding=pos_embedding))
     assert model.trunk.pos_embedding == kind
     assert (model.trunk.positions is None) == (kind == "none")
     # The astrocytic term belongs to the variant, whatever the absolute choice.
@@ -92,9 +94,10 @@ def test_sqrt_d_scale_multiplies_token_embeddings_by_sqrt_d(name):
 
 def _jacobian(model, T=8):
     x = model.embed(tokens(T=T))
-    # d sum(logits[0, i, :]) / d x[0, j, :]: [T, T, D]
-    return np.asarray(jax.jacrev(
-        lambda x: jnp.sum(model.logits_from_embeddings(x)[0][0], axis=-1))(x))[:, 0]
+    # d sum(logits[0, i, :]) / d x[0, j, :]: [T, T, D] (jitted: one program, where eager reverse
+    # mode through the model compiles each of its ops apart)
+    return np.asarray(jax.jit(jax.jacrev(
+        lambda x: jnp.sum(model.logits_from_embeddings(x)[0][0], axis=-1)))(x))[:, 0]
 
 
 @pytest.mark.parametrize("variant", ["astro", "softmax"])
